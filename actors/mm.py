@@ -1,0 +1,120 @@
+"""The Markov model module (Serket-style constructor) and its worker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from actors import mm_core
+from actors.config import MMConfig
+from actors.module import Module
+from actors.seeding import generator_state_json, numpy_generator
+from messages import ClassPosteriors, ClassPrior
+from messages.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class MarkovModel(Module):
+    """Learns transitions between consecutive points' classes and sends the GMM a
+    transition-aware class prior.
+
+    Parameters
+    ----------
+    num_samp : int, optional
+        Serket's name for ``n_samples`` (used by ``counts="sampled"``).
+    name, mode : str
+    **options
+        Any :class:`actors.config.MMConfig` field: ``message``, ``counts``,
+        ``alpha``, ``em_iterations``.
+    """
+
+    kind = "mm"
+    below_kinds = ("gmm",)
+
+    def __init__(self, num_samp: int | None = None, name: str = "mm", mode: str = "learn", **options: Any) -> None:
+        super().__init__(name, mode)
+        if num_samp is not None:
+            options.setdefault("n_samples", num_samp)
+        try:
+            self.config = MMConfig(**options)
+        except TypeError as exc:
+            raise ConfigError(f"unknown MarkovModel option: {exc}") from None
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
+        return MMWorker, (self.config, name, below or name, seed)
+
+    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
+        return {"posteriors": (self.below[0], 0)}
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("class_prior", "report")
+
+    def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
+        np.savetxt(directory / f"msg_{self.mode}.txt", outputs["class_prior"].probs)
+        np.savetxt(directory / f"trans_prob_{self.mode}.txt", outputs["report"]["transitions"])
+        return {"sequence_log_likelihood": outputs["report"]["log_likelihood"]}
+
+
+class MMWorker:
+    """Estimates the transition matrix and computes the message; becomes a Ray actor."""
+
+    def __init__(self, config: MMConfig, name: str, below: str, seed: np.random.SeedSequence) -> None:
+        self.config = config
+        self.name, self.below = name, below
+        self.rng = numpy_generator(seed)
+        self.transitions: np.ndarray | None = None
+
+    def update(self, round: int, posteriors: ClassPosteriors) -> tuple[ClassPrior, dict[str, Any]]:
+        """Learn transitions from the GMM's posteriors and compute the message.
+
+        Returns
+        -------
+        class_prior : ClassPrior, probs (N, K), to the GMM
+        report : dict with ``transitions`` (K, K), ``counts`` (K, K), ``log_likelihood``
+        """
+        start = time.perf_counter()
+        cfg = self.config
+        probs = posteriors.probs
+        k = probs.shape[1]
+        if probs.shape[0] < 2:
+            raise ConfigError(f"a Markov model needs a sequence of at least 2 points, got {probs.shape[0]}")
+        if posteriors.log_likelihood is not None:
+            log_em = posteriors.log_likelihood
+        else:  # no emissions sent: use the posteriors as scaled likelihoods
+            log_em = np.log(np.maximum(probs, 1e-300))
+        log_lik = float("nan")
+        if cfg.counts == "sampled":
+            counts = mm_core.sampled_counts(probs, cfg.n_samples, self.rng)
+        else:
+            counts = mm_core.expected_counts(probs)
+        trans = mm_core.transition_matrix(counts, cfg.alpha)
+        if cfg.counts == "pairwise":
+            if self.transitions is not None and self.transitions.shape == (k, k):
+                trans = self.transitions
+            for _ in range(cfg.em_iterations):  # Baum-Welch on the transitions, emissions fixed
+                fb = mm_core.forward_backward(log_em, trans)
+                counts = fb.pair_counts
+                trans = mm_core.transition_matrix(counts, cfg.alpha)
+        self.transitions = trans
+        if cfg.message == "forward-backward":
+            fb = mm_core.forward_backward(log_em, trans)
+            msg, log_lik = fb.prior, fb.log_likelihood
+        else:
+            msg = mm_core.one_step_message(probs, trans)
+        seconds = time.perf_counter() - start
+        log.info("%s round %d: message %s, %.3f s", self.name, round, cfg.message, seconds)
+        prior = ClassPrior(sender=self.name, receiver=self.below, round=round, probs=msg)
+        return prior, {"transitions": trans, "counts": counts, "log_likelihood": log_lik, "seconds": seconds}
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue: the transitions and RNG state."""
+        arrays = {} if self.transitions is None else {"transitions": self.transitions}
+        return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}

@@ -1,0 +1,245 @@
+"""Ray-free numerical core of the Markov model over the GMM's classes.
+
+Two messages to the GMM are offered:
+
+* ``serket``: the original one-step prediction, msg_t = p_{t-1} T.
+* ``forward-backward``: the exact HMM prior of each point given the whole rest
+  of the sequence, msg_t(k) = P(c_t = k | x_{-t}) ∝ (alpha_{t-1} T)_k beta_t(k),
+  with the GMM's per-point likelihoods as emissions and the point's own
+  evidence excluded (the GMM multiplies it back in).
+
+The forward-backward recursion is *blocked*: the sequence is cut into about
+sqrt(N) blocks; the product of each block's transfer matrices is built with
+all blocks in parallel, the blocks are chained, then every block runs its own
+recursion in parallel.  This costs about 4 sqrt(N) vectorised numpy steps
+instead of 2N scalar ones, and stays exact (all quantities are non-negative, so
+rescaling each step loses nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def transition_matrix(counts: np.ndarray, alpha: float) -> np.ndarray:
+    """Dirichlet-smoothed transition matrix (counts[j, k] + alpha) / (sum_k counts[j, k] + K alpha).
+
+    Parameters
+    ----------
+    counts : numpy.ndarray, shape (K, K)
+        Transition counts from class j (row) to class k (column).
+    alpha : float
+        Dirichlet smoothing, > 0.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, K), rows summing to one.
+    """
+    k = counts.shape[0]
+    return (counts + alpha) / (counts.sum(axis=1, keepdims=True) + k * alpha)
+
+
+def expected_counts(probs: np.ndarray) -> np.ndarray:
+    """Exact expected transition counts sum_t p_t p_{t+1}^T of independent posteriors.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray, shape (N, K)
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, K)
+    """
+    return probs[:-1].T @ probs[1:]
+
+
+def sampled_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Transition counts from ``n_samples`` joint draws of every point's class.
+
+    Each draw picks a class per point by inverting the *cumulative* posterior
+    (the original compared single probabilities and was biased) and counts
+    consecutive pairs.  Counts are divided by ``n_samples`` so that they are on
+    the scale of :func:`expected_counts` (which they estimate without bias).
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, K)
+    """
+    n, k = probs.shape
+    cdf = np.cumsum(probs, axis=1)
+    cdf[:, -1] = 1.0
+    u = rng.random((n_samples, n, 1))
+    draws = (u > cdf[None, :, :]).sum(axis=2)  # (S, N) inverse-CDF sampling
+    pair = draws[:, :-1] * k + draws[:, 1:]
+    counts = np.bincount(pair.ravel(), minlength=k * k).reshape(k, k)
+    return counts / float(n_samples)
+
+
+def one_step_message(probs: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Serket's message: msg_t = p_{t-1} T (uniform for the first point).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, K), rows summing to one.
+    """
+    msg = np.empty_like(probs)
+    msg[0] = 1.0 / probs.shape[1]
+    msg[1:] = probs[:-1] @ trans
+    msg /= msg.sum(axis=1, keepdims=True)
+    return msg
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardBackward:
+    """Result of one forward-backward pass.
+
+    Attributes
+    ----------
+    prior : numpy.ndarray, shape (N, K)
+        P(c_t | all emissions but the t-th), rows summing to one.
+    posterior : numpy.ndarray, shape (N, K)
+        P(c_t | all emissions), rows summing to one.
+    pair_counts : numpy.ndarray, shape (K, K)
+        Expected transition counts sum_t P(c_t = j, c_{t+1} = k | all emissions).
+    log_likelihood : float
+        log p(all emissions) under the chain.
+    """
+
+    prior: np.ndarray
+    posterior: np.ndarray
+    pair_counts: np.ndarray
+    log_likelihood: float
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    return v / v.sum(axis=-1, keepdims=True)
+
+
+def forward_backward(
+    log_emission: np.ndarray,
+    trans: np.ndarray,
+    initial: np.ndarray | None = None,
+    block: int | None = None,
+) -> ForwardBackward:
+    """Exact HMM smoothing with scaled, blocked recursions.
+
+    Parameters
+    ----------
+    log_emission : numpy.ndarray, shape (N, K)
+        log p(x_t | c_t = k), up to a per-row constant.
+    trans : numpy.ndarray, shape (K, K)
+        Row-stochastic transition matrix, strictly positive.
+    initial : numpy.ndarray, shape (K,), optional
+        Distribution of the first class; uniform when omitted.
+    block : int, optional
+        Block length; about sqrt(N) when omitted.
+
+    Returns
+    -------
+    ForwardBackward
+    """
+    n, k = log_emission.shape
+    pi0 = np.full(k, 1.0 / k) if initial is None else np.asarray(initial, dtype=float)
+    shift = log_emission.max(axis=1)
+    with np.errstate(under="ignore"):
+        e = np.exp(log_emission - shift[:, None])
+    length = block or max(8, int(np.ceil(np.sqrt(n))))
+    n_blocks = -(-n // length)
+    # Padding with uniform emissions after the end is exact: T 1 = 1.
+    e_pad = np.ones((n_blocks * length, k))
+    e_pad[:n] = e
+    eb = e_pad.reshape(n_blocks, length, k)
+
+    # Pass 1: each block's transfer product S_b = G_first ... G_last, G_t = A_t diag(e_t),
+    # where A_0 = 1 pi0^T and A_t = T otherwise.  Rescaled each step (log scale kept).
+    s = np.broadcast_to(np.eye(k), (n_blocks, k, k)).copy()
+    log_scale = np.zeros(n_blocks)
+    for i in range(length):
+        g = trans[None, :, :] * eb[:, i, None, :]
+        if i == 0:
+            g[0] = pi0[None, :] * eb[0, 0][None, :]
+        s = s @ g
+        m = s.max(axis=(1, 2))
+        s /= m[:, None, None]
+        log_scale += np.log(m)
+
+    # Pass 2: chain the blocks forwards (incoming filtered vectors) and backwards.
+    incoming = np.empty((n_blocks, k))
+    a = np.full(k, 1.0 / k)
+    log_z = 0.0
+    for b in range(n_blocks):
+        incoming[b] = a
+        v = a @ s[b]
+        total = v.sum()
+        log_z += np.log(total) + log_scale[b]
+        a = v / total
+    outgoing = np.empty((n_blocks, k))
+    w = np.ones(k)
+    for b in range(n_blocks - 1, -1, -1):
+        outgoing[b] = w
+        w = _normalise(s[b] @ w)
+
+    # Pass 3: run every block's own forward and backward recursion in parallel.
+    pred = np.empty((n_blocks, length, k))
+    alpha = incoming
+    for i in range(length):
+        p = alpha @ trans
+        if i == 0:
+            p[0] = pi0
+        pred[:, i] = _normalise(p)
+        alpha = _normalise(pred[:, i] * eb[:, i])
+    beta = np.empty((n_blocks, length, k))
+    cur = outgoing
+    for i in range(length - 1, -1, -1):
+        beta[:, i] = cur
+        cur = _normalise((eb[:, i] * cur) @ trans.T)
+
+    pred = pred.reshape(-1, k)[:n]
+    beta = beta.reshape(-1, k)[:n]
+    prior = _normalise(pred * beta)
+    posterior = _normalise(prior * e)
+    # Pairwise marginals: xi_t(j, k) ∝ filt_{t}(j) T_jk e_{t+1}(k) beta_{t+1}(k).
+    filt = _normalise(pred * e)
+    right = e[1:] * beta[1:]
+    pair_counts = np.zeros((k, k))
+    for start in range(0, n - 1, 65536):  # bounded memory for long sequences
+        stop = min(start + 65536, n - 1)
+        xi = filt[start:stop, :, None] * trans[None] * right[start:stop, None, :]
+        xi /= xi.sum(axis=(1, 2), keepdims=True)
+        pair_counts += xi.sum(axis=0)
+    return ForwardBackward(
+        prior=prior,
+        posterior=posterior,
+        pair_counts=pair_counts,
+        log_likelihood=float(log_z + shift.sum()),
+    )
+
+
+def forward_backward_reference(log_emission: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None) -> ForwardBackward:
+    """Plain sequential log-space forward-backward; slow, used as a test reference."""
+    from scipy.special import logsumexp
+
+    n, k = log_emission.shape
+    pi0 = np.full(k, 1.0 / k) if initial is None else initial
+    lt = np.log(trans)
+    la = np.empty((n, k))
+    la[0] = np.log(pi0) + log_emission[0]
+    for t in range(1, n):
+        la[t] = logsumexp(la[t - 1][:, None] + lt, axis=0) + log_emission[t]
+    lb = np.zeros((n, k))
+    for t in range(n - 2, -1, -1):
+        lb[t] = logsumexp(lt + (log_emission[t + 1] + lb[t + 1])[None, :], axis=1)
+    log_pred = np.empty((n, k))
+    log_pred[0] = np.log(pi0)
+    log_pred[1:] = logsumexp(la[:-1, :, None] + lt[None], axis=1)
+    prior = np.exp(log_pred + lb - logsumexp(log_pred + lb, axis=1, keepdims=True))
+    lp = la + lb
+    posterior = np.exp(lp - logsumexp(lp, axis=1, keepdims=True))
+    pairs = np.zeros((k, k))
+    if n > 1:
+        lxi = la[:-1, :, None] + lt[None] + (log_emission[1:] + lb[1:])[:, None, :]
+        lxi -= logsumexp(lxi, axis=(1, 2), keepdims=True)
+        pairs = np.exp(lxi).sum(axis=0)
+    return ForwardBackward(prior, posterior, pairs, float(logsumexp(la[-1])))

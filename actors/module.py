@@ -1,0 +1,179 @@
+"""User-facing module objects: Serket-style ``connect()`` and ``update()``.
+
+A module object is a *specification*: its configuration and its place in the
+graph.  The numbers are computed by a plain worker object (``make_worker``) that
+the orchestrator turns into a Ray actor late, with resources chosen then.
+Modules never hold each other's actors; the orchestrator routes messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from messages.errors import DataError, GraphError
+
+_CREATION = itertools.count()
+
+
+class Module:
+    """Base of every module.
+
+    Parameters
+    ----------
+    name : str
+        Short name used in the module's directory, ``module%03d_<name>``.
+    mode : {"learn", "recog"}
+        Serket's mode; output files carry it (``class_learn.txt``).
+    """
+
+    kind: ClassVar[str] = "module"
+    learnable: ClassVar[bool] = True
+    below_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, mode: str = "learn") -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise GraphError(f"module name should be an identifier like 'vae', got {name!r}")
+        if mode not in ("learn", "recog"):
+            raise GraphError(f"mode should be 'learn' or 'recog', got {mode!r}")
+        self.name = name
+        self.mode = mode
+        self.below: list[Module] = []
+        self.above: list[Module] = []
+        self.created = next(_CREATION)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def connect(self, *modules: Module) -> None:
+        """Connect ``modules`` below this one (Serket's ``b.connect(a)``: a is below b)."""
+        for module in modules:
+            if not isinstance(module, Module):
+                raise GraphError(f"connect() takes modules, got {type(module).__name__}")
+            if module.kind not in self.below_kinds:
+                raise GraphError(
+                    f"{type(self).__name__} can be connected to {self.below_kinds} below it, "
+                    f"got {type(module).__name__}"
+                )
+            if self.below:
+                raise GraphError(f"{self!r} is already connected to {self.below[0]!r}")
+            if module.above:
+                raise GraphError(f"{module!r} already has {module.above[0]!r} above it")
+            self.below.append(module)
+            module.above.append(self)
+
+    def update(self) -> None:
+        """Run one update of this module on Ray (Serket's loop calls this).
+
+        The first call builds the graph this module belongs to and starts a
+        local Ray (or joins ``RAY_ADDRESS``); outputs go to the current directory.
+        """
+        from orchestrator.session import default_session
+
+        default_session(self).update(self)
+
+    # -- what the orchestrator needs to know -------------------------------
+    def n_points(self) -> int:
+        """Number of data points flowing through this module."""
+        return self.below[0].n_points()
+
+    def config_dict(self) -> dict[str, Any]:
+        """JSON-ready configuration, recorded in ``run.json``."""
+        return {}
+
+    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
+        """The plain (Ray-free) worker class computing this module's updates and its arguments."""
+        raise NotImplementedError
+
+    def make_worker(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None = None) -> Any:
+        """Build the worker in this process (tests, benchmarks)."""
+        cls, args = self.worker_spec(name, above, below, seed, num_threads)
+        return cls(*args)
+
+    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
+        """Map inbox keyword -> (module, output index) the message comes from."""
+        raise NotImplementedError
+
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the update's outputs; the last one is always ``report``."""
+        raise NotImplementedError
+
+    def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
+        """Write Serket's text files for people; return scalars for ``run.json``."""
+        return {}
+
+
+class Observation(Module):
+    """Observed data at the bottom of the graph (module 000).
+
+    Parameters
+    ----------
+    data : array_like, shape (N, D)
+        One row per data point; images are flattened.
+    name : str
+    """
+
+    kind = "observation"
+    learnable = False
+
+    def __init__(self, data: Any, name: str = "obs") -> None:
+        super().__init__(name)
+        self.data = as_data_matrix(data, "data")
+
+    def n_points(self) -> int:
+        return int(self.data.shape[0])
+
+
+def as_data_matrix(value: Any, what: str) -> np.ndarray:
+    """Validate observed data: a finite, non-empty, 2-D float array (images are flattened).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, D), float64 or float32
+    """
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise DataError(f"{what} should be a rectangular array, got ragged rows ({exc})") from None
+    if arr.dtype == object:
+        raise DataError(f"{what} should be a rectangular numeric array, got ragged or mixed rows")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{what} should be numeric, got dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise DataError(f"{what} should be 2-D (points x features), got shape {arr.shape}")
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{what} should hold at least one point and one feature, got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise DataError(f"{what} should be finite, got {int((~finite).sum())} NaN or infinite values (first in row {row})")
+    return arr
+
+
+def as_labels(value: Any, n_points: int, what: str = "labels") -> np.ndarray:
+    """Validate labels: N integers (floats that are whole numbers are accepted).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), int64
+    """
+    arr = np.asarray(value)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise DataError(f"{what} should be 1-D with one label per point, got shape {arr.shape}")
+    if arr.shape[0] != n_points:
+        raise DataError(f"{what} should have {n_points} entries (one per data point), got {arr.shape[0]}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise DataError(f"{what} should be integers, got non-integer values such as {arr[~np.isclose(arr, np.round(arr))][:1]}")
+    elif arr.dtype.kind not in "biu":
+        raise DataError(f"{what} should be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)

@@ -1,0 +1,213 @@
+"""The VAE module (Serket-style constructor) and its worker."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from actors import vae_core
+from actors.config import VAEConfig
+from actors.module import Module
+from actors.seeding import generator_state_json, numpy_generator, torch_generator
+from messages import Latents, ObservationData, PriorMeans, Reconstruction
+from messages.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class VAE(Module):
+    """Variational autoencoder compressing observations into latent vectors.
+
+    Parameters
+    ----------
+    latent_dim : int
+        Size of the latent vectors (Serket's first argument).
+    itr : int, optional
+        Serket's name for ``epochs``.
+    batch_size : int
+    KL_weight, RE : optional
+        Serket's names for ``kl_weight`` and ``reconstruction`` ("BCE"/"MSE").
+    encoder, decoder : torch.nn.Module, optional
+        Your own networks.  The encoder maps (B, D) to ``(mean, log_var)``,
+        each (B, latent_dim); the decoder maps (B, latent_dim) to (B, D) logits
+        (BCE) or values (MSE).  Defaults: the tutorial's 784-128-18 MLPs.
+    name, mode : str
+    **options
+        Any other :class:`actors.config.VAEConfig` field.
+    """
+
+    kind = "vae"
+    below_kinds = ("observation",)
+
+    def __init__(
+        self,
+        latent_dim: int = 18,
+        itr: int | None = None,
+        batch_size: int = 500,
+        KL_weight: float | None = None,  # noqa: N803 - Serket's spelling
+        RE: str | None = None,  # noqa: N803
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+        name: str = "vae",
+        mode: str = "learn",
+        epochs: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, mode)
+        if itr is not None and epochs is not None and itr != epochs:
+            raise ConfigError(f"give epochs or its alias itr, not both (got itr={itr}, epochs={epochs})")
+        if KL_weight is not None:
+            options.setdefault("kl_weight", KL_weight)
+        if RE is not None:
+            options.setdefault("reconstruction", str(RE).lower())
+        try:
+            self.config = VAEConfig(
+                latent_dim=latent_dim,
+                epochs=epochs if epochs is not None else (itr if itr is not None else 200),
+                batch_size=batch_size,
+                **options,
+            )
+        except TypeError as exc:
+            raise ConfigError(f"unknown VAE option: {exc}") from None
+        for what, net in (("encoder", encoder), ("decoder", decoder)):
+            if net is not None and not isinstance(net, nn.Module):
+                raise ConfigError(f"{what} should be a torch.nn.Module, got {type(net).__name__}")
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def config_dict(self) -> dict[str, Any]:
+        out = self.config.to_dict()
+        out["custom_encoder"] = self.encoder is not None
+        out["custom_decoder"] = self.decoder is not None
+        return out
+
+    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
+        return VAEWorker, (self.config, name, above or name, below or name, seed, self.encoder, self.decoder, num_threads)
+
+    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
+        sources: dict[str, tuple[Module, int]] = {"data": (self.below[0], 0)}
+        if self.above:
+            sources["prior_means"] = (self.above[0], 1)
+        return sources
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("latents", "reconstruction", "report")
+
+    def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
+        report = outputs["report"]
+        np.savetxt(directory / "loss.txt", report["loss"])
+        np.savetxt(directory / f"z_{self.mode}.txt", outputs["latents"].z)
+        return {"final_loss": float(report["loss"][-1]) if len(report["loss"]) else None}
+
+
+class VAEWorker:
+    """Trains the VAE; becomes a Ray actor.  Keeps its weights across rounds.
+
+    Parameters
+    ----------
+    config : VAEConfig
+    name, above, below : str
+        This module's name and the names of its receivers.
+    seed : numpy.random.SeedSequence
+    encoder, decoder : torch.nn.Module, optional
+    num_threads : int, optional
+        torch's intra-op threads (Ray sets OMP_NUM_THREADS=1 in actors; the
+        orchestrator passes the CPUs the actor was given).
+    """
+
+    def __init__(
+        self,
+        config: VAEConfig,
+        name: str,
+        above: str,
+        below: str,
+        seed: np.random.SeedSequence,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.config = config
+        self.name, self.above, self.below = name, above, below
+        self.rng = numpy_generator(seed)
+        self.generator = torch_generator(seed)
+        self.custom = (encoder, decoder)
+        want_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+        if config.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device should be a visible CUDA GPU for device='cuda', got none (torch.cuda.is_available() is False)")
+        self.device = torch.device("cuda" if want_cuda else "cpu")
+        self.net: vae_core.VAENet | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._data_key: tuple[int, int] | None = None
+        self._data: torch.Tensor | None = None
+
+    def _build(self, input_dim: int) -> None:
+        encoder, decoder = self.custom
+        torch_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)  # weight init from the module's own stream
+            enc = encoder if encoder is not None else vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden)
+            dec = decoder if decoder is not None else vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden)
+        self.net = vae_core.VAENet(enc, dec).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+
+    def _tensor(self, data: np.ndarray) -> torch.Tensor:
+        # The data is the same object every round: convert and move it once.
+        key = (id(data), data.shape[0])
+        if self._data is None or self._data_key != key:
+            self._data = torch.as_tensor(np.asarray(data, dtype=np.float32), device=self.device)
+            self._data_key = key
+        return self._data
+
+    def update(self, round: int, data: ObservationData, prior_means: PriorMeans | None = None) -> tuple[Latents, Reconstruction, dict[str, Any]]:
+        """Train ``epochs`` epochs and encode every point.
+
+        Returns
+        -------
+        latents : Latents, z (N, d) to the module above
+        reconstruction : Reconstruction, x_hat (N, D) to the observation
+        report : dict with ``loss`` (epochs,), ``log_var`` (N, d), ``seconds``
+        """
+        start = time.perf_counter()
+        x = self._tensor(data.data)
+        n, dim = x.shape
+        if self.net is None or not self.config.warm_start:
+            self._build(dim)
+        assert self.net is not None and self.optimizer is not None
+        if prior_means is None:
+            mu = torch.zeros(n, self.config.latent_dim, device=self.device)
+        else:
+            mu = torch.as_tensor(np.asarray(prior_means.means, dtype=np.float32), device=self.device)
+        losses = vae_core.train_epochs(
+            self.net, self.optimizer, x, mu, self.config.epochs, min(self.config.batch_size, n),
+            self.config.kl_weight, self.config.reconstruction, self.generator,
+        )
+        enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
+        seconds = time.perf_counter() - start
+        log.info("%s round %d: %d epochs on %s, loss %.3f, %.2f s", self.name, round, self.config.epochs, self.device, losses[-1], seconds)
+        latents = Latents(sender=self.name, receiver=self.above, round=round, z=enc.z)
+        recon = Reconstruction(sender=self.name, receiver=self.below, round=round, x_hat=enc.x_hat.astype(np.float32))
+        return latents, recon, {"loss": losses, "log_var": enc.log_var, "seconds": seconds, "device": str(self.device)}
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue: RNG states and the weights file."""
+        return {
+            "arrays": {"torch_rng": self.generator.get_state().numpy()},
+            "meta": {"rng": generator_state_json(self.rng), "device": str(self.device)},
+            "blobs": {"weights.pt": self.weights()} if self.net is not None else {},
+        }
+
+    def weights(self) -> bytes:
+        """The networks' and optimiser's ``state_dict`` as bytes (torch.save format)."""
+        assert self.net is not None and self.optimizer is not None
+        buf = io.BytesIO()
+        torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, buf)
+        return buf.getvalue()

@@ -1,0 +1,170 @@
+"""Arrow checkpoints of every module update, written atomically.
+
+Each update of a module goes to ``<out>/<module>/<round:03d>/``:
+
+* one Arrow IPC file per outgoing message (``latents.arrow``, ...), see
+  :meth:`messages.Message.to_table`;
+* ``report.arrow``: the update's other outputs (losses, labels, transitions);
+* ``state.arrow`` and, for the VAE, ``weights.pt`` (a ``state_dict``): what
+  the module needs to continue;
+* Serket's text files for people.
+
+The round directory is built under a temporary name, every file is fsynced,
+then the directory is renamed into place; the text files of the last round are
+then copied beside it, each by write-to-temporary and rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from messages import Message
+
+FORMAT_VERSION = 1
+
+
+def arrays_table(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> pa.Table:
+    """Store named arrays of any shape losslessly: one row per array (name, dtype, shape, bytes)."""
+    names = sorted(arrays)
+    table = pa.table({
+        "name": pa.array(names, pa.string()),
+        "dtype": pa.array([np.asarray(arrays[k]).dtype.str for k in names], pa.string()),
+        "shape": pa.array([list(np.shape(arrays[k])) for k in names], pa.list_(pa.int64())),
+        "data": pa.array([np.ascontiguousarray(arrays[k]).tobytes() for k in names], pa.large_binary()),
+    })
+    info = {"format_version": FORMAT_VERSION, "meta": meta or {}}
+    return table.replace_schema_metadata({"serket_ray.arrays": json.dumps(info, default=_json_default)})
+
+
+def table_arrays(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Inverse of :func:`arrays_table`."""
+    info = json.loads((table.schema.metadata or {})[b"serket_ray.arrays"])
+    out = {}
+    for name, dtype, shape, data in zip(*(table.column(c).to_pylist() for c in ("name", "dtype", "shape", "data"))):
+        out[name] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape).copy()
+    return out, info["meta"]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write an Arrow IPC file and fsync it."""
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    _fsync(path)
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read an Arrow IPC file written by :func:`write_table`."""
+    with pa.memory_map(str(path), "r") as source:
+        return ipc.open_file(source).read_all()
+
+
+def read_message(path: Path) -> Message:
+    """Read a message checkpoint."""
+    return Message.from_table(read_table(path))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def split_report(report: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Split a worker's report into arrays and JSON scalars."""
+    arrays = {k: v for k, v in report.items() if isinstance(v, np.ndarray)}
+    scalars = {k: v for k, v in report.items() if not isinstance(v, np.ndarray)}
+    return arrays, scalars
+
+
+def write_update(
+    module_dir: Path,
+    round_index: int,
+    messages: dict[str, Message],
+    report: dict[str, Any],
+    state: dict[str, Any],
+    meta: dict[str, Any],
+    export: Any,
+) -> dict[str, Any]:
+    """Write one module update's checkpoint directory atomically.
+
+    Parameters
+    ----------
+    module_dir : Path
+        ``<out>/<module>``.
+    round_index : int
+    messages : dict
+        Output name -> message.
+    report : dict
+        The worker's report (arrays and scalars).
+    state : dict
+        ``{"arrays": ..., "meta": ..., "blobs": {filename: bytes}}`` from the worker.
+    meta : dict
+        Module, round, seed and schema version, stored in every table's metadata.
+    export : callable
+        ``export(directory) -> dict`` writing the text files for people.
+
+    Returns
+    -------
+    dict
+        What ``export`` returned.
+    """
+    module_dir.mkdir(parents=True, exist_ok=True)
+    final = module_dir / f"{round_index:03d}"
+    tmp = module_dir / f".{round_index:03d}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, msg in messages.items():
+        write_table(tmp / f"{name}.arrow", msg.to_table())
+    arrays, scalars = split_report(report)
+    write_table(tmp / "report.arrow", arrays_table(arrays, {**meta, "scalars": scalars}))
+    write_table(tmp / "state.arrow", arrays_table(state.get("arrays", {}), {**meta, "state": state.get("meta", {})}))
+    for fname, blob in state.get("blobs", {}).items():
+        atomic_write_bytes(tmp / fname, blob)
+    exported = export(tmp)
+    for txt in tmp.glob("*.txt"):
+        _fsync(txt)
+    if final.exists():  # a rerun over an old directory: move the old aside first
+        old = module_dir / f".{round_index:03d}.old-{os.getpid()}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    _fsync(module_dir)
+    for txt in sorted(final.glob("*.txt")):  # the last round's files, for people
+        atomic_write_bytes(module_dir / txt.name, txt.read_bytes())
+    return exported

@@ -1,0 +1,170 @@
+"""The ``serket-ray`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from messages.errors import SerketRayError
+
+log = logging.getLogger("serket_ray.cli")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"should be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"should be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"should be a non-negative integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="serket-ray", description="Serket's VAE + GMM + MM model on Ray.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="learn the VAE + GMM + MM model")
+    run.add_argument("--data", help="data file: text (np.loadtxt), .npy or .npz; default: scikit-learn's digits")
+    run.add_argument("--labels", help="labels file (only for scoring accuracy)")
+    run.add_argument("--data-key", help="array name inside an .npz data file")
+    run.add_argument("--labels-key", help="array name inside an .npz labels file")
+    run.add_argument("--out", default="serket-out", help="output directory (default: %(default)s)")
+    run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output directory")
+    run.add_argument("--rounds", type=_positive_int, default=5)
+    run.add_argument("--latent-dim", type=_positive_int, default=18)
+    run.add_argument("--epochs", type=_positive_int, default=200)
+    run.add_argument("--batch-size", type=_positive_int, default=500)
+    run.add_argument("--clusters", type=_positive_int, default=10)
+    run.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
+    run.add_argument("--seed", type=_non_negative_int, default=0)
+    run.add_argument("--address", help='Ray cluster address ("auto" or host:port); default: a local Ray')
+    run.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
+    run.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
+    run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
+    run.add_argument("--quiet", action="store_true", help="print only errors")
+    run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output directory unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise SerketRayError(f"--out should be a directory, got an existing file: {out}")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        what = "an earlier run" if (out / "run.json").exists() else "files that are not a serket-ray run"
+        raise SerketRayError(f"--out {out} already holds {what}; choose another directory or pass --overwrite")
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the tutorial's graph on the given data and run it."""
+    from actors import GMM, VAE, MarkovModel, Observation
+    from orchestrator import Orchestrator
+    from orchestrator.data import default_digits, describe, load_data, load_labels
+
+    # Everything is checked before any actor starts.
+    if args.data:
+        data = load_data(args.data, args.data_key)
+        labels = load_labels(args.labels, data.shape[0], args.labels_key) if args.labels else None
+        source = args.data
+    else:
+        if args.labels:
+            raise SerketRayError("--labels should come with --data, got --labels alone")
+        data, labels = default_digits()
+        source = "scikit-learn digits (embedded default)"
+    if args.clusters > data.shape[0]:
+        raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {args.clusters}")
+    if (data.min() < 0 or data.max() > 1):
+        raise SerketRayError(
+            f"data should lie in [0, 1] for the VAE's BCE loss, got values in [{data.min():.4g}, {data.max():.4g}]; "
+            "rescale it (e.g. divide by 255)"
+        )
+    out = Path(args.out)
+    check_out_dir(out, args.overwrite)
+    obs = Observation(data)
+    vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
+    gmm = GMM(args.clusters, itr=args.sweeps, category=labels)
+    vae.connect(obs)
+    gmm.connect(vae)
+    if not args.no_mm:
+        MarkovModel(message=args.mm_message).connect(gmm)
+    orch = Orchestrator(vae, out, seed=args.seed, address=args.address, backend=args.backend)
+    if not args.quiet:
+        print(f"data: {source}: {describe(data, labels)}", flush=True)
+    started = time.perf_counter()
+    round_secs: dict[str, float] = {}
+
+    def progress(rec: Any) -> None:
+        round_secs[rec.module] = rec.seconds
+        if args.quiet:
+            return
+        extra = f"  accuracy {rec.scalars['accuracy']:.4f}" if "accuracy" in rec.scalars else ""
+        print(f"round {rec.round + 1}/{args.rounds}  {rec.module:<16} {rec.seconds:7.2f} s  "
+              f"(elapsed {time.perf_counter() - started:7.1f} s){extra}", flush=True)
+
+    result = orch.run(args.rounds, on_update=progress)
+    orch.close()
+    summary = {
+        "out": str(out),
+        "rounds": args.rounds,
+        "accuracy": result.accuracy,
+        "final_accuracy": result.final_accuracy,
+        "seconds": result.seconds,
+        "total_seconds": round(result.total_seconds, 3),
+    }
+    if not args.quiet:
+        for i, secs in enumerate(result.seconds):
+            acc = f"accuracy {result.accuracy[i]:.4f}  " if i < len(result.accuracy) else ""
+            parts = "  ".join(f"{k} {v:.2f}s" for k, v in secs.items())
+            print(f"round {i + 1}: {acc}{parts}")
+        print(f"total {result.total_seconds:.1f} s; outputs in {out}")
+    if args.json:
+        print(json.dumps(summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``serket-ray``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, getattr(args, "quiet", False))
+    try:
+        if args.command == "run":
+            cmd_run(args)
+        return 0
+    except SerketRayError as exc:
+        if args.debug:
+            raise
+        print(f"serket-ray: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("serket-ray: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
