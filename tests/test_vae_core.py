@@ -1,0 +1,93 @@
+"""The VAE's torch core: loss, training, custom networks, determinism; no Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from actors import vae_core
+from actors.config import VAEConfig
+from actors.vae import VAEWorker
+from messages import ObservationData, PriorMeans
+
+
+def test_kl_term_matches_closed_form() -> None:
+    torch.manual_seed(0)
+
+    class FixedEncoder(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 2), 0.5), torch.full((x.shape[0], 2), np.log(0.25))
+
+    class ZeroDecoder(nn.Module):
+        def forward(self, z):
+            return torch.zeros(z.shape[0], 3)
+
+    net = vae_core.VAENet(FixedEncoder(), ZeroDecoder())
+    x = torch.full((4, 3), 0.5)
+    prior = torch.full((4, 2), -1.0)
+    loss_no_kl = vae_core.vae_loss(net, x, prior, torch.zeros(4, 2), 0.0, "bce")
+    loss = vae_core.vae_loss(net, x, prior, torch.zeros(4, 2), 2.0, "bce")
+    # KL(N(0.5, 0.25) || N(-1, 1)) per dim = 0.5 (0.25 + 1.5^2 - 1 - log 0.25)
+    kl = 4 * 2 * 0.5 * (0.25 + 2.25 - 1 - np.log(0.25))
+    assert float(loss - loss_no_kl) == pytest.approx(2.0 * kl, rel=1e-5)
+    assert float(loss_no_kl) == pytest.approx(12 * np.log(2), rel=1e-5)  # BCE of logit 0 at x = 0.5
+
+
+def _worker(seed: int = 0, **cfg) -> VAEWorker:
+    config = VAEConfig(latent_dim=4, epochs=cfg.pop("epochs", 15), batch_size=64, **cfg)
+    return VAEWorker(config, "vae", "gmm", "obs", np.random.SeedSequence(seed), num_threads=1)
+
+
+def _digits() -> ObservationData:
+    from orchestrator.data import default_digits
+
+    data, _ = default_digits()
+    return ObservationData(sender="obs", receiver="vae", round=0, data=data[:400])
+
+
+def test_training_lowers_the_loss_and_outputs_have_shapes() -> None:
+    worker = _worker()
+    lat, rec, report = worker.update(0, _digits())
+    assert report["loss"][-1] < report["loss"][0] * 0.8
+    assert lat.z.shape == (400, 4) and rec.x_hat.shape == (400, 64)
+    assert 0.0 <= rec.x_hat.min() and rec.x_hat.max() <= 1.0
+
+
+def test_same_seed_same_result_and_warm_start() -> None:
+    obs = _digits()
+    a, b = _worker(3), _worker(3)
+    za, _, ra = a.update(0, obs)
+    zb, _, rb = b.update(0, obs)
+    np.testing.assert_array_equal(za.z, zb.z)
+    np.testing.assert_array_equal(ra["loss"], rb["loss"])
+    # second round continues from the kept weights: its first epoch beats round 1's first epoch
+    _, _, r2 = a.update(1, obs)
+    assert r2["loss"][0] < ra["loss"][0]
+
+
+def test_prior_means_pull_the_latents() -> None:
+    obs = _digits()
+    target = np.full((400, 4), 3.0)
+    free, _, _ = _worker(1, epochs=30).update(0, obs)
+    pulled, _, _ = _worker(1, epochs=30).update(0, obs, PriorMeans(sender="gmm", receiver="vae", round=0, means=target))
+    assert np.abs(pulled.z - 3.0).mean() < np.abs(free.z - 3.0).mean() - 1.0
+
+
+def test_user_networks_are_used() -> None:
+    class Enc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(64, 6)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return h[:, :3], h[:, 3:]
+
+    dec = nn.Sequential(nn.Linear(3, 64))
+    config = VAEConfig(latent_dim=3, epochs=3, batch_size=100)
+    worker = VAEWorker(config, "vae", "gmm", "obs", np.random.SeedSequence(0), Enc(), dec, num_threads=1)
+    lat, rec, _ = worker.update(0, _digits())
+    assert lat.z.shape == (400, 3) and rec.x_hat.shape == (400, 64)
+    assert worker.net is not None and isinstance(worker.net.decoder, nn.Sequential)
