@@ -13,7 +13,7 @@ from actors import gmm_core
 from actors.config import GMMConfig
 from actors.module import Module, as_labels
 from actors.scoring import accuracy, best_matching
-from actors.seeding import generator_state_json, numpy_generator
+from actors.seeding import generator_state_json, numpy_generator, set_generator_state
 from messages import ClassPosteriors, ClassPrior, Latents, ObservationData, PriorMeans
 from messages.errors import ConfigError
 
@@ -158,3 +158,8 @@ class GMMWorker:
         """Everything needed to continue: the sampler's labels and RNG state."""
         arrays = {} if self.labels is None else {"labels": self.labels}
         return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+        self.labels = state["arrays"].get("labels")
+        set_generator_state(self.rng, state["meta"]["rng"])

@@ -12,7 +12,7 @@ import numpy as np
 from actors import mm_core
 from actors.config import MMConfig
 from actors.module import Module
-from actors.seeding import generator_state_json, numpy_generator
+from actors.seeding import generator_state_json, numpy_generator, set_generator_state
 from messages import ClassPosteriors, ClassPrior
 from messages.errors import ConfigError
 
@@ -118,3 +118,8 @@ class MMWorker:
         """Everything needed to continue: the transitions and RNG state."""
         arrays = {} if self.transitions is None else {"transitions": self.transitions}
         return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+        self.transitions = state["arrays"].get("transitions")
+        set_generator_state(self.rng, state["meta"]["rng"])

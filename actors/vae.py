@@ -15,7 +15,7 @@ from torch import nn
 from actors import vae_core
 from actors.config import VAEConfig
 from actors.module import Module
-from actors.seeding import generator_state_json, numpy_generator, torch_generator
+from actors.seeding import generator_state_json, numpy_generator, set_generator_state, torch_generator
 from messages import Latents, ObservationData, PriorMeans, Reconstruction
 from messages.errors import ConfigError
 
@@ -150,8 +150,10 @@ class VAEWorker:
         self._data: torch.Tensor | None = None
 
     def _build(self, input_dim: int) -> None:
+        self._build_networks(input_dim, int(torch.randint(0, 2**62, (1,), generator=self.generator)))
+
+    def _build_networks(self, input_dim: int, torch_seed: int = 0) -> None:
         encoder, decoder = self.custom
-        torch_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)  # weight init from the module's own stream
             enc = encoder if encoder is not None else vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden)
@@ -201,9 +203,25 @@ class VAEWorker:
         """Everything needed to continue: RNG states and the weights file."""
         return {
             "arrays": {"torch_rng": self.generator.get_state().numpy()},
-            "meta": {"rng": generator_state_json(self.rng), "device": str(self.device)},
+            "meta": {"rng": generator_state_json(self.rng), "device": str(self.device), "input_dim": self._input_dim()},
             "blobs": {"weights.pt": self.weights()} if self.net is not None else {},
         }
+
+    def _input_dim(self) -> int | None:
+        return None if self._data is None else int(self._data.shape[1])
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned (weights loaded with ``weights_only=True``)."""
+        blob = state.get("blobs", {}).get("weights.pt")
+        if blob is not None:
+            saved = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
+            if self.net is None:
+                self._build_networks(int(state["meta"]["input_dim"]))
+            assert self.net is not None and self.optimizer is not None
+            self.net.load_state_dict(saved["net"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        self.generator.set_state(torch.from_numpy(np.ascontiguousarray(state["arrays"]["torch_rng"])))
+        set_generator_state(self.rng, state["meta"]["rng"])
 
     def weights(self) -> bytes:
         """The networks' and optimiser's ``state_dict`` as bytes (torch.save format)."""

@@ -6,11 +6,15 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from actors.module import Module
-from messages.errors import ConfigError
+from messages.errors import CheckpointError, ConfigError
+from orchestrator import checkpoint
+from orchestrator import resume as resume_mod
+from orchestrator.checkpoint import atomic_write_json
 from orchestrator.graph import build_graph
 from orchestrator.session import Session, UpdateRecord
 
@@ -36,11 +40,22 @@ class RunResult:
     seconds: list[dict[str, float]]
     total_seconds: float
     out_dir: Path
+    already_complete: bool = False
 
     @property
     def final_accuracy(self) -> float | None:
         """Accuracy after the last round, if labels were given."""
         return self.accuracy[-1] if self.accuracy else None
+
+
+def _result(manifest: dict[str, Any], total: float, out_dir: Path, complete: bool = False) -> RunResult:
+    return RunResult(
+        accuracy=[r["accuracy"] for r in manifest["rounds"] if "accuracy" in r],
+        seconds=[r["seconds"] for r in manifest["rounds"]],
+        total_seconds=total,
+        out_dir=out_dir,
+        already_complete=complete,
+    )
 
 
 class Orchestrator:
@@ -74,12 +89,13 @@ class Orchestrator:
         address: str | None = None,
         resources: dict[str, Any] | None = None,
         backend: str = "ray",
+        **session_options: Any,
     ) -> None:
         roots = [modules] if isinstance(modules, Module) else list(modules)
         if not roots:
             raise ConfigError("modules should name at least one module of the graph, got none")
         self.graph = build_graph(*roots)
-        self.session = Session(self.graph, out_dir, seed=seed, address=address, backend=backend, resources=resources)
+        self.session = Session(self.graph, out_dir, seed=seed, address=address, backend=backend, resources=resources, **session_options)
 
     def run(self, rounds: int, on_update: Callable[[UpdateRecord], None] | None = None) -> RunResult:
         """Run ``rounds`` rounds; each updates every module once, bottom-up.
@@ -87,30 +103,99 @@ class Orchestrator:
         Parameters
         ----------
         rounds : int
+            Number of rounds.
         on_update : callable, optional
             Called with each :class:`UpdateRecord` (progress display).
         """
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
+        self.session.extra["target_rounds"] = rounds
+        return self._schedule(rounds, on_update)
+
+    def _schedule(self, rounds: int, on_update: Callable[[UpdateRecord], None] | None) -> RunResult:
         start = time.perf_counter()
         self.session.start()
-        for _ in range(rounds):
+        for r in range(rounds):
             for module in self.graph.learnable:
+                if self.session.rounds[module] > r:  # done before a resume
+                    continue
                 record = self.session.update(module)
                 if on_update is not None:
                     on_update(record)
         total = time.perf_counter() - start
         manifest = self.session.manifest()
         manifest["total_seconds"] = round(total, 3)
-        from orchestrator.checkpoint import atomic_write_json
-
         atomic_write_json(self.session.out_dir / "run.json", manifest)
-        return RunResult(
-            accuracy=[r["accuracy"] for r in manifest["rounds"] if "accuracy" in r],
-            seconds=[r["seconds"] for r in manifest["rounds"]],
-            total_seconds=total,
-            out_dir=self.session.out_dir,
-        )
+        return _result(manifest, total, self.session.out_dir)
+
+    @classmethod
+    def resume(
+        cls,
+        out_dir: str | os.PathLike[str],
+        modules: Module | list[Module] | None = None,
+        rounds: int | None = None,
+        address: str | None = None,
+        from_last_intact: bool = False,
+        backend: str | None = None,
+        on_update: Callable[[UpdateRecord], None] | None = None,
+        **session_options: Any,
+    ) -> RunResult:
+        """Continue the run in ``out_dir`` from its last completed update.
+
+        Parameters
+        ----------
+        out_dir : path
+            A run's output directory (with its ``run.json``).
+        modules : Module or list of Module, optional
+            The same graph the run was started with; rebuilt from the recorded
+            command line when the run was started by ``serket-ray run``.
+        rounds : int, optional
+            Total rounds wanted (default: those the run was started with).
+        from_last_intact : bool
+            When a checkpoint file is damaged, continue from the last update whose
+            files are all intact instead of refusing.
+
+        Raises
+        ------
+        CheckpointError
+            Damaged files (named with their paths), or a different config or data.
+        """
+        out = Path(out_dir)
+        manifest = resume_mod.load_manifest(out)
+        if modules is None:
+            if "cli" not in manifest:
+                raise CheckpointError(f"{out} was started from Python; pass the same modules to Orchestrator.resume(out, modules)")
+            from orchestrator.cli import graph_from_recorded_args
+
+            modules = graph_from_recorded_args(manifest["cli"])
+        target = rounds if rounds is not None else manifest.get("target_rounds")
+        if target is None:
+            raise ConfigError("rounds should be given: the run does not record how many it was started with")
+        orch = cls(modules, out, seed=manifest["seed"], address=address, backend=backend or manifest.get("backend", "ray"), **session_options)
+        orch.session.extra = {k: manifest[k] for k in ("target_rounds", "cli") if k in manifest}
+        orch.session.extra["target_rounds"] = target
+        diffs = resume_mod.differences(manifest, orch.session)
+        if diffs:
+            raise CheckpointError(f"cannot resume {out}: the run differs from the one recorded: " + "; ".join(diffs))
+        records = resume_mod.records_of(manifest)
+        intact, damage = resume_mod.intact_prefix(out, records)
+        if damage:
+            if not from_last_intact:
+                raise CheckpointError(
+                    f"damaged checkpoint: {damage[0]}; nothing was loaded. Resume from the last intact update "
+                    f"({len(intact)} of {len(records)}) with --from-last-intact"
+                )
+            log.warning("resuming from the last intact update (%d of %d): %s", len(intact), len(records), damage[0])
+        n_steps = target * len(orch.graph.learnable)
+        if len(intact) >= n_steps and not damage:
+            log.info("%s is already complete (%d rounds); nothing to do", out, target)
+            return _result(manifest, float(manifest.get("total_seconds", 0.0)), out, complete=True)
+        checkpoint.remove_leftovers(out)
+        orch.session.restore(intact)
+        try:
+            return orch._schedule(target, on_update)
+        finally:
+            orch.close()
 
     def close(self) -> None:
         """Stop this run's actors."""

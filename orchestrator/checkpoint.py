@@ -16,9 +16,11 @@ then copied beside it, each by write-to-temporary and rename.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,29 @@ def split_report(report: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[st
     return arrays, scalars
 
 
+def fault_point(phase: str) -> None:
+    """Fault injection for the crash tests: ``SERKET_RAY_FAULT=<phase>:<n>`` kills this
+    process with SIGKILL the n-th time (1-based) it reaches ``phase``."""
+    spec = os.environ.get("SERKET_RAY_FAULT")
+    if not spec or not spec.startswith(phase + ":"):
+        return
+    _FAULT_COUNTS[phase] = _FAULT_COUNTS.get(phase, 0) + 1
+    if _FAULT_COUNTS[phase] == int(spec.split(":")[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+def remove_leftovers(out_dir: Path) -> None:
+    """Delete temporary round directories and files a killed writer left behind."""
+    for path in sorted(Path(out_dir).glob("module*/.*")):
+        if ".tmp-" in path.name or ".old-" in path.name:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in Path(out_dir).glob(".*.tmp-*"):
+        path.unlink()
+
+
 def write_update(
     module_dir: Path,
     round_index: int,
@@ -117,7 +142,7 @@ def write_update(
     state: dict[str, Any],
     meta: dict[str, Any],
     export: Any,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Write one module update's checkpoint directory atomically.
 
     Parameters
@@ -138,8 +163,10 @@ def write_update(
 
     Returns
     -------
-    dict
+    exported : dict
         What ``export`` returned.
+    files : dict
+        File name -> SHA-256 of every file in the round directory.
     """
     module_dir.mkdir(parents=True, exist_ok=True)
     final = module_dir / f"{round_index:03d}"
@@ -150,6 +177,7 @@ def write_update(
     for name, msg in messages.items():
         write_table(tmp / f"{name}.arrow", msg.to_table())
     arrays, scalars = split_report(report)
+    scalars.pop("seconds", None)  # timings go to run.json; checkpoints stay byte-reproducible
     write_table(tmp / "report.arrow", arrays_table(arrays, {**meta, "scalars": scalars}))
     write_table(tmp / "state.arrow", arrays_table(state.get("arrays", {}), {**meta, "state": state.get("meta", {})}))
     for fname, blob in state.get("blobs", {}).items():
@@ -157,6 +185,7 @@ def write_update(
     exported = export(tmp)
     for txt in tmp.glob("*.txt"):
         _fsync(txt)
+    fault_point("before-rename")
     if final.exists():  # a rerun over an old directory: move the old aside first
         old = module_dir / f".{round_index:03d}.old-{os.getpid()}"
         final.rename(old)
@@ -165,6 +194,17 @@ def write_update(
     else:
         tmp.rename(final)
     _fsync(module_dir)
+    fault_point("after-rename")
     for txt in sorted(final.glob("*.txt")):  # the last round's files, for people
         atomic_write_bytes(module_dir / txt.name, txt.read_bytes())
-    return exported
+    fault_point("after-copy")
+    return exported, {p.name: sha256_file(p) for p in sorted(final.iterdir())}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

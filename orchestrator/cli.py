@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
+    res = sub.add_parser("resume", help="continue a run from its last completed update")
+    res.add_argument("out", help="the run's output directory")
+    res.add_argument("--rounds", type=_positive_int, help="total rounds wanted (default: as started)")
+    res.add_argument("--from-last-intact", action="store_true", help="skip damaged checkpoints: continue from the last intact update")
+    res.add_argument("--address", help="Ray cluster address")
+    res.add_argument("--backend", choices=("ray", "local"), default=None, help=argparse.SUPPRESS)
+    res.add_argument("--quiet", action="store_true")
+    res.add_argument("--json", action="store_true")
     return parser
 
 
@@ -80,61 +88,75 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise SerketRayError(f"--out {out} already holds {what}; choose another directory or pass --overwrite")
 
 
-def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the tutorial's graph on the given data and run it."""
-    from actors import GMM, VAE, MarkovModel, Observation
-    from orchestrator import Orchestrator
-    from orchestrator.data import default_digits, describe, load_data, load_labels
+GRAPH_ARGS = ("data", "labels", "data_key", "labels_key", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message")
 
-    # Everything is checked before any actor starts.
+
+def load_inputs(args: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Data, labels and a description of the source, all checked before any actor starts."""
+    from orchestrator.data import default_digits, load_data, load_labels
+
     if args.data:
         data = load_data(args.data, args.data_key)
         labels = load_labels(args.labels, data.shape[0], args.labels_key) if args.labels else None
-        source = args.data
-    else:
-        if args.labels:
-            raise SerketRayError("--labels should come with --data, got --labels alone")
-        data, labels = default_digits()
-        source = "scikit-learn digits (embedded default)"
+        return data, labels, str(args.data)
+    if args.labels:
+        raise SerketRayError("--labels should come with --data, got --labels alone")
+    data, labels = default_digits()
+    return data, labels, "scikit-learn digits (embedded default)"
+
+
+def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None) -> list[Any]:
+    """The tutorial's graph (Observation -> VAE -> GMM -> MM) from command-line options."""
+    from actors import GMM, VAE, MarkovModel, Observation
+
     if args.clusters > data.shape[0]:
         raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {args.clusters}")
-    if (data.min() < 0 or data.max() > 1):
+    if data.min() < 0 or data.max() > 1:
         raise SerketRayError(
             f"data should lie in [0, 1] for the VAE's BCE loss, got values in [{data.min():.4g}, {data.max():.4g}]; "
             "rescale it (e.g. divide by 255)"
         )
-    out = Path(args.out)
-    check_out_dir(out, args.overwrite)
     obs = Observation(data)
     vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
     gmm = GMM(args.clusters, itr=args.sweeps, category=labels)
     vae.connect(obs)
     gmm.connect(vae)
+    modules = [obs, vae, gmm]
     if not args.no_mm:
-        MarkovModel(message=args.mm_message).connect(gmm)
-    orch = Orchestrator(vae, out, seed=args.seed, address=args.address, backend=args.backend)
-    if not args.quiet:
-        print(f"data: {source}: {describe(data, labels)}", flush=True)
-    started = time.perf_counter()
-    round_secs: dict[str, float] = {}
+        mm = MarkovModel(message=args.mm_message)
+        mm.connect(gmm)
+        modules.append(mm)
+    return modules
 
-    def progress(rec: Any) -> None:
-        round_secs[rec.module] = rec.seconds
-        if args.quiet:
+
+def graph_from_recorded_args(recorded: dict[str, Any]) -> list[Any]:
+    """Rebuild a CLI run's graph from the arguments its run.json recorded."""
+    args = argparse.Namespace(**recorded)
+    data, labels, _ = load_inputs(args)
+    return build_graph_from_args(args, data, labels)
+
+
+def _progress(rounds: int, quiet: bool) -> Any:
+    started = time.perf_counter()
+
+    def show(rec: Any) -> None:
+        if quiet:
             return
         extra = f"  accuracy {rec.scalars['accuracy']:.4f}" if "accuracy" in rec.scalars else ""
-        print(f"round {rec.round + 1}/{args.rounds}  {rec.module:<16} {rec.seconds:7.2f} s  "
+        print(f"round {rec.round + 1}/{rounds}  {rec.module:<16} {rec.seconds:7.2f} s  "
               f"(elapsed {time.perf_counter() - started:7.1f} s){extra}", flush=True)
 
-    result = orch.run(args.rounds, on_update=progress)
-    orch.close()
+    return show
+
+
+def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
     summary = {
         "out": str(out),
-        "rounds": args.rounds,
         "accuracy": result.accuracy,
         "final_accuracy": result.final_accuracy,
         "seconds": result.seconds,
         "total_seconds": round(result.total_seconds, 3),
+        "already_complete": result.already_complete,
     }
     if not args.quiet:
         for i, secs in enumerate(result.seconds):
@@ -147,6 +169,47 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the tutorial's graph on the given data and run it."""
+    from orchestrator import Orchestrator
+    from orchestrator.data import describe
+
+    # Everything is checked before any actor starts.
+    data, labels, source = load_inputs(args)
+    modules = build_graph_from_args(args, data, labels)
+    out = Path(args.out)
+    check_out_dir(out, args.overwrite)
+    orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend)
+    recorded = {k: getattr(args, k) for k in GRAPH_ARGS}
+    for key in ("data", "labels"):
+        if recorded[key]:
+            recorded[key] = str(Path(recorded[key]).resolve())
+    orch.session.extra["cli"] = recorded
+    if not args.quiet:
+        print(f"data: {source}: {describe(data, labels)}", flush=True)
+    try:
+        result = orch.run(args.rounds, on_update=_progress(args.rounds, args.quiet))
+    finally:
+        orch.close()
+    return _summarise(result, args, out)
+
+
+def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
+    """Continue a run from its last completed update."""
+    from orchestrator import Orchestrator
+    from orchestrator.resume import load_manifest
+
+    manifest = load_manifest(args.out)
+    rounds = args.rounds or manifest.get("target_rounds") or 0
+    result = Orchestrator.resume(
+        args.out, rounds=args.rounds, address=args.address, from_last_intact=args.from_last_intact, backend=args.backend,
+        on_update=_progress(rounds, args.quiet),
+    )
+    if result.already_complete and not args.quiet:
+        print(f"{args.out} is already complete ({rounds} rounds); nothing changed")
+    return _summarise(result, args, Path(args.out))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``serket-ray``; returns the exit status."""
     parser = build_parser()
@@ -155,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             cmd_run(args)
+        elif args.command == "resume":
+            cmd_resume(args)
         return 0
     except SerketRayError as exc:
         if args.debug:

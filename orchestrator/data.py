@@ -73,7 +73,7 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- format detection
 
 
-def _read_head(p: Path, n: int = 4096) -> bytes:
+def _read_head(p: Path, what: str, n: int = 4096) -> bytes:
     with open(p, "rb") as fh:
         head = fh.read(n)
     if head[:2] == b"\x1f\x8b":
@@ -81,7 +81,7 @@ def _read_head(p: Path, n: int = 4096) -> bytes:
             with gzip.open(p, "rb") as fh:
                 return fh.read(n)
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"file {p} should be a readable gzip file, got a damaged one ({_one_line(exc)})") from None
+            raise DataError(f"{what} file {p} should be a readable gzip file, got a damaged one ({_one_line(exc)})") from None
     return head
 
 
@@ -112,13 +112,15 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def detect_format(path: str | Path) -> str:
+def detect_format(path: str | Path, what: str = "data") -> str:
     """The format :func:`load_array` will read a file as.
 
     Parameters
     ----------
     path : str or Path
         An existing regular file.
+    what : str
+        Names the file in error messages (``"data"``, ``"labels"``).
 
     Returns
     -------
@@ -136,10 +138,10 @@ def detect_format(path: str | Path) -> str:
         return _SUFFIX_FORMATS[suffix]
     if suffix in TEXT_SUFFIXES and suffix:
         return "text"
-    fmt = _sniff(_read_head(p))
+    fmt = _sniff(_read_head(p, what))
     if fmt is None or (gz and fmt not in ("text", "idx")):
         kind = "binary data" if fmt is None else f"a gzipped {fmt} file"
-        raise DataError(f"file {p} should be {SUPPORTED}, got an unknown format ({kind} with suffix {p.suffix or 'none'!r})")
+        raise DataError(f"{what} file {p} should be {SUPPORTED}, got an unknown format ({kind} with suffix {p.suffix or 'none'!r})")
     return fmt
 
 
@@ -173,7 +175,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"IDX file {p} should be readable (gzipped or not), got an error: {_one_line(exc)}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"IDX file {p} should start with the magic number 00 00 <type> <ndim>, got {raw[:4].hex(' ') or 'an empty file'}")
+        got = raw[:4].hex(" ") or "an empty file"
+        raise DataError(f"IDX file {p} should start with the magic number 00 00 <type> <ndim>, got {got}")
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -181,7 +184,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"IDX file {p} should hold {expected} data bytes for shape {shape}, got {len(raw) - header} (truncated or damaged)")
+        raise DataError(f"IDX file {p} should hold {expected} data bytes for shape {shape}, "
+                        f"got {len(raw) - header} (truncated or damaged)")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
@@ -192,6 +196,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     Parameters
     ----------
     path : str or Path
+        Where to write.
     array : numpy.ndarray, shape (d0, d1, ...)
         dtype uint8, int8, int16, int32, float32 or float64; at most 255 dimensions.
 
@@ -203,13 +208,14 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     arr = np.asarray(array)
     code = _IDX_CODES.get(arr.dtype.newbyteorder("="))
     if code is None or not 1 <= arr.ndim <= 255:
-        raise DataError(f"IDX file {path} should get an array of dtype {sorted(str(d) for d in _IDX_CODES)} with 1-255 dimensions, "
+        dtypes = sorted(str(d) for d in _IDX_CODES)
+        raise DataError(f"IDX file {path} should get an array of dtype {dtypes} with 1-255 dimensions, "
                         f"got {arr.dtype} with {arr.ndim}")
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     body = np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
     p = Path(path)
     if p.name.lower().endswith(".gz"):
-        with gzip.open(p, "wb") as fh:
+        with gzip.open(p, "wb", compresslevel=6) as fh:
             fh.write(header + body)
     else:
         p.write_bytes(header + body)
@@ -236,7 +242,7 @@ def _load_text(p: Path, what: str) -> np.ndarray:
                     if len(lines) == 2:
                         break
     except UnicodeDecodeError:
-        raise DataError(f"{what} file {p} should be UTF-8 text (or {SUPPORTED}), got undecodable bytes") from None
+        raise DataError(f"{what} file {p} should be UTF-8 text (or .npy, .npz, Parquet, Feather, IDX), got undecodable bytes") from None
     if not lines:
         raise DataError(f"{what} file {p} should hold at least one row of numbers, got an empty text file")
     delimiter = "," if "," in lines[0][1] else None
@@ -254,7 +260,8 @@ def _load_text(p: Path, what: str) -> np.ndarray:
     except ValueError as exc:
         expected = "integer labels separated by spaces, commas or newlines" if what == "labels" else \
             "a table of numbers with the same count on every row"
-        raise DataError(f"{what} file {p} should hold {expected}, got: {_one_line(exc)}") from None
+        detail = _one_line(exc).split("; use `usecols`")[0]  # numpy's advice does not apply here
+        raise DataError(f"{what} file {p} should hold {expected}, got: {detail}") from None
     if arr.size == 0:
         raise DataError(f"{what} file {p} should hold at least one row of numbers, got only a header or comments")
     return arr
@@ -327,7 +334,8 @@ def _list_to_numpy(arr: Any, p: Path, what: str, name: str) -> np.ndarray:
         width = int(lengths[0]) if n else 0
     values = arr.flatten()
     if values.null_count:
-        raise DataError(f"{what} file {p} column {name!r} should have no missing values, got {values.null_count} nulls inside its lists")
+        raise DataError(f"{what} file {p} column {name!r} should have no missing values, "
+                        f"got {values.null_count} nulls inside its lists")
     if _is_list_type(values.type):
         inner = _list_to_numpy(values, p, what, name)
     else:
@@ -380,7 +388,8 @@ def _table_to_array(table: Any, p: Path, what: str, key: str | None) -> np.ndarr
         return _column_to_numpy(table.column(choice), p, what, choice)
     cols = [n for n in names if n.lower() not in LABEL_LIKE_COLUMNS]
     if not cols:
-        raise DataError(f"{what} file {p} should hold feature columns, got only label-like columns {names}; choose one with key= ({flag})")
+        raise DataError(f"{what} file {p} should hold feature columns, "
+                        f"got only label-like columns {names}; choose one with key= ({flag})")
     if len(cols) < len(names):
         logger.info("%s: leaving label-like column(s) %s out of the data matrix", p, sorted(set(names) - set(cols)))
     return np.column_stack([_column_to_numpy(table.column(n), p, what, n) for n in cols])
@@ -395,6 +404,7 @@ def load_array(path: str | Path, what: str = "data", key: str | None = None) -> 
     Parameters
     ----------
     path : str or Path
+        The file.
     what : str
         ``"data"`` or ``"labels"``: names the file in error messages and picks the
         default array / column names.
@@ -424,9 +434,10 @@ def load_array(path: str | Path, what: str = "data", key: str | None = None) -> 
     if not p.is_file():
         raise DataError(f"{what} file should be a regular file, got {'a directory' if p.is_dir() else 'something else'}: {p}")
     try:
-        fmt = detect_format(p)
+        fmt = detect_format(p, what)
         if key is not None and fmt not in ("npz", "parquet", "arrow"):
-            raise DataError(f"{what} file {p} is {fmt}, which holds one array: key {key!r} applies only to .npz, Parquet and Feather files")
+            raise DataError(f"{what} file {p} is {fmt}, which holds one array: "
+                            f"key {key!r} applies only to .npz, Parquet and Feather files")
         if fmt == "npy":
             return np.load(p, allow_pickle=False)
         if fmt == "npz":
@@ -580,7 +591,8 @@ def scale_data(data: np.ndarray, mode: str = "auto") -> np.ndarray:
     lo, hi = float(np.min(x)), float(np.max(x))
     if mode == "255":
         if lo < 0.0 or hi > 255.0:
-            raise DataError(f"data should lie in [0, 255] to be scaled with 255, got values in [{lo:.4g}, {hi:.4g}]; use minmax or auto")
+            raise DataError(f"data should lie in [0, 255] to be scaled with 255, "
+                            f"got values in [{lo:.4g}, {hi:.4g}]; use minmax or auto")
         return x / x.dtype.type(255.0)
     if mode == "max":
         if lo < 0.0:
@@ -598,6 +610,7 @@ def check_unit_range(data: np.ndarray, what: str = "data") -> None:
     Parameters
     ----------
     data : numpy.ndarray, shape (N, D)
+        Values to check.
     what : str
         Names the data in the message (e.g. ``"data (pixels.csv)"``).
 
@@ -627,7 +640,9 @@ def cyclic_order(labels: np.ndarray, per_class: int | None = None) -> np.ndarray
     Parameters
     ----------
     labels : numpy.ndarray, shape (N,)
+        Class of each point.
     per_class : int, optional
+        Points taken from each class.
 
     Returns
     -------

@@ -31,8 +31,14 @@ class LocalExecutor:
         out = getattr(worker, method)(**kwargs)
         return list(out) if n_returns > 1 else [out]
 
-    def get(self, refs: list[Any]) -> list[Any]:
+    def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
         return list(refs)
+
+    def is_actor_failure(self, exc: BaseException) -> bool:
+        return False
+
+    def kill(self, worker: Any) -> None:
+        pass
 
     def node_of(self, worker: Any) -> dict[str, Any]:
         return {"node_id": None, "node_ip": "127.0.0.1", "resources": {}}
@@ -112,7 +118,19 @@ class RayExecutor:
         return list(self._ray.get(refs, timeout=timeout))
 
     def node_of(self, worker: Any) -> dict[str, Any]:
-        return self._ray.get(worker.__ray_call__.remote(_where))
+        return self._ray.get(worker.__ray_call__.remote(_where), timeout=120)
+
+    def is_actor_failure(self, exc: BaseException) -> bool:
+        """Failures a restart can cure: the actor or its node died, objects were lost, or a wait timed out."""
+        from ray import exceptions as rex
+
+        return isinstance(exc, (rex.RayActorError, rex.ObjectLostError, rex.GetTimeoutError, rex.NodeDiedError))
+
+    def kill(self, worker: Any) -> None:
+        try:
+            self._ray.kill(worker, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead
+            log.debug("actor already gone", exc_info=True)
 
     def shutdown(self) -> None:
         for actor in self.actors:

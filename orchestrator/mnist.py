@@ -95,7 +95,7 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-class _ChecksumMismatch(Exception):
+class _ChecksumMismatchError(Exception):
     def __init__(self, url: str, expected: str, got: str) -> None:
         super().__init__(url)
         self.url, self.expected, self.got = url, expected, got
@@ -115,7 +115,7 @@ def _download(url: str, dest: Path, sha256: str, timeout: float) -> None:
             os.fsync(out.fileno())
         got = digest.hexdigest()
         if got != sha256:
-            raise _ChecksumMismatch(url, sha256, got)
+            raise _ChecksumMismatchError(url, sha256, got)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -207,18 +207,18 @@ def fetch_mnist(
             raise DataError(f"MNIST cache folder {target} should be writable, got: {_reason(exc)}; "
                             f"choose another with --cache-dir or ${CACHE_ENV}") from None
         failures: list[str] = []
-        mismatch: _ChecksumMismatch | None = None
+        mismatch: _ChecksumMismatchError | None = None
         for base in bases:
             url = base.rstrip("/") + "/" + name
             logger.info("MNIST: downloading %s", url)
             try:
                 _download(url, path, expected[name], timeout)
                 break
-            except _ChecksumMismatch as exc:
+            except _ChecksumMismatchError as exc:
                 logger.warning("MNIST: %s has SHA-256 %s, expected %s; discarded", url, exc.got, exc.expected)
                 mismatch = exc
             except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, bad URLs
-                logger.warning("MNIST: %s failed: %s", url, _reason(exc))
+                logger.info("MNIST: %s failed: %s", url, _reason(exc))
                 failures.append(f"{url}: {_reason(exc)}")
         else:
             if mismatch is not None:
@@ -242,6 +242,7 @@ def load_mnist(
     Parameters
     ----------
     split : {"train", "test"}
+        Training (60000 images) or test (10000 images) files.
     cache_dir, base_url, timeout, checksums, download
         As :func:`fetch_mnist`.
 

@@ -7,6 +7,7 @@ session, created on the first call) and :class:`orchestrator.Orchestrator`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import platform
@@ -37,6 +38,8 @@ class UpdateRecord:
     seconds: float
     compute_seconds: float
     scalars: dict[str, Any]
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    attempts: int = 1
 
 
 class Session:
@@ -67,6 +70,8 @@ class Session:
         address: str | None = None,
         backend: str = "ray",
         resources: dict[str, Any] | None = None,
+        max_retries: int = 2,
+        timeout: float = 3600.0,
     ) -> None:
         if backend not in ("ray", "local"):
             raise ConfigError(f"backend should be 'ray' or 'local', got {backend!r}")
@@ -86,6 +91,10 @@ class Session:
         self.records: list[UpdateRecord] = []
         self.placement: dict[str, Any] = {}
         self.started = time.time()
+        self.max_retries = int(max_retries)
+        self.timeout = float(timeout)
+        self.extra: dict[str, Any] = {}  # e.g. target rounds, CLI arguments
+        self.fingerprint = data_fingerprint(graph, self.labels)
 
     def _labels(self) -> np.ndarray | None:
         for m in self.graph.modules:
@@ -99,20 +108,13 @@ class Session:
         if self.executor is not None:
             return
         self.executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
-        seeds = module_seeds(self.seed, len(self.graph.modules))
         for obs in self.graph.observations:
             name = self.graph.name(obs)
             receiver = self.graph.name(obs.above[0]) if obs.above else name
             msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data)
             self.refs[(obs, 0)] = self.executor.put(msg)  # once: every round reuses the reference
         for module in self.graph.learnable:
-            index = self.graph.modules.index(module)
-            res = self._resources_for(module)
-            name = self.graph.name(module)
-            above = self.graph.name(module.above[0]) if module.above else None
-            below = self.graph.name(module.below[0]) if module.below else None
-            cls, args = module.worker_spec(name, above, below, seeds[index], threads_for(res))
-            self.workers[module] = self.executor.start(name, cls, args, res)
+            self.workers[module] = self._start_worker(module)
         for module, worker in self.workers.items():
             self.placement[self.graph.name(module)] = self.executor.node_of(worker)
         log.info("started %d workers on %s", len(self.workers), self.executor.name)
@@ -125,33 +127,108 @@ class Session:
 
     # -- one update ---------------------------------------------------------
     def update(self, module: Module) -> UpdateRecord:
-        """Run one update of ``module`` with the latest messages addressed to it."""
+        """Run one update of ``module`` with the latest messages addressed to it.
+
+        If the module's actor dies or the update exceeds ``timeout`` seconds, a
+        new actor is started, restored from the module's last checkpoint, and the
+        update is retried up to ``max_retries`` times.
+        """
         if module not in self.rounds:
             raise ConfigError(f"{module!r} is not a learnable module of this session's graph")
         self.start()
         t0 = time.perf_counter()
         round_index = self.rounds[module]
-        inbox = {key: self.refs[(src, idx)] for key, (src, idx) in module.inbox_sources().items() if (src, idx) in self.refs}
+        name = self.graph.name(module)
         names = module.output_names()
-        out_refs = self.executor.call(self.workers[module], "update", len(names), round=round_index, **inbox)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                inbox = {key: self.refs[(src, idx)] for key, (src, idx) in module.inbox_sources().items() if (src, idx) in self.refs}
+                out_refs = self.executor.call(self.workers[module], "update", len(names), round=round_index, **inbox)
+                values = self.executor.get(out_refs, timeout=self.timeout)
+                state = self.executor.get(self.executor.call(self.workers[module], "get_state", 1), timeout=self.timeout)[0]
+                break
+            except Exception as exc:  # noqa: BLE001 - only actor failures are retried, see _is_actor_failure
+                if not self.executor.is_actor_failure(exc):
+                    raise
+                if attempt > self.max_retries:
+                    raise RuntimeError(
+                        f"{name} failed in round {round_index} after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    ) from exc
+                log.warning("%s round %d: actor failed (%s); restarting from its last checkpoint", name, round_index, type(exc).__name__)
+                self._restart(module)
         for i, ref in enumerate(out_refs[:-1]):
             self.refs[(module, i)] = ref
-        values = self.executor.get(out_refs)
-        state = self.executor.get(self.executor.call(self.workers[module], "get_state", 1))[0]
         outputs = dict(zip(names, values))
         messages = {k: v for k, v in outputs.items() if isinstance(v, Message)}
-        name = self.graph.name(module)
         meta = {"module": name, "round": round_index, "seed": self.seed, "schema_version": checkpoint.FORMAT_VERSION}
-        scalars = checkpoint.write_update(
+        scalars, files = checkpoint.write_update(
             self.out_dir / name, round_index, messages, outputs["report"], state, meta,
             lambda d: module.export(d, outputs, self.labels),
         )
         seconds = time.perf_counter() - t0
-        record = UpdateRecord(name, round_index, seconds, float(outputs["report"].get("seconds", seconds)), scalars)
+        record = UpdateRecord(
+            name, round_index, seconds, float(outputs["report"].get("seconds", seconds)), scalars,
+            {f"{name}/{round_index:03d}/{k}": v for k, v in files.items()}, attempt,
+        )
         self.records.append(record)
         self.rounds[module] = round_index + 1
         self.write_manifest()
         return record
+
+    def _start_worker(self, module: Module) -> Any:
+        index = self.graph.modules.index(module)
+        seeds = module_seeds(self.seed, len(self.graph.modules))
+        res = self._resources_for(module)
+        name = self.graph.name(module)
+        above = self.graph.name(module.above[0]) if module.above else None
+        below = self.graph.name(module.below[0]) if module.below else None
+        cls, args = module.worker_spec(name, above, below, seeds[index], threads_for(res))
+        return self.executor.start(name, cls, args, res)
+
+    def _restart(self, module: Module) -> None:
+        """Replace a dead actor by a new one restored from the module's last checkpoint,
+        and re-send its inbox from the checkpoint files (the objects may be lost too)."""
+        self.executor.kill(self.workers[module])
+        self.workers[module] = worker = self._start_worker(module)
+        last = self._last_record(module)
+        if last is not None:
+            state = load_state(self.out_dir / last.module / f"{last.round:03d}")
+            self.executor.get(self.executor.call(worker, "set_state", 1, state=state), timeout=self.timeout)
+        for src, idx in module.inbox_sources().values():
+            if src.learnable and (src, idx) in self.refs:
+                self.refs[(src, idx)] = self.executor.put(self._saved_message(src, idx))
+        self.placement[self.graph.name(module)] = self.executor.node_of(worker)
+
+    def _last_record(self, module: Module) -> UpdateRecord | None:
+        name = self.graph.name(module)
+        mine = [r for r in self.records if r.module == name]
+        return mine[-1] if mine else None
+
+    def _saved_message(self, module: Module, index: int) -> Message:
+        last = self._last_record(module)
+        assert last is not None
+        out_name = module.output_names()[index]
+        return checkpoint.read_message(self.out_dir / last.module / f"{last.round:03d}" / f"{out_name}.arrow")
+
+    # -- resume ---------------------------------------------------------------
+    def restore(self, records: list[UpdateRecord]) -> None:
+        """Continue after ``records``: restore each module's state and last messages."""
+        self.records = list(records)
+        self.start()
+        for module in self.graph.learnable:
+            last = self._last_record(module)
+            if last is None:
+                continue
+            directory = self.out_dir / last.module / f"{last.round:03d}"
+            state = load_state(directory)
+            self.executor.get(self.executor.call(self.workers[module], "set_state", 1, state=state), timeout=self.timeout)
+            for i, out_name in enumerate(module.output_names()[:-1]):
+                path = directory / f"{out_name}.arrow"
+                if path.exists():
+                    self.refs[(module, i)] = self.executor.put(checkpoint.read_message(path))
+            self.rounds[module] = last.round + 1
 
     # -- run.json -------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -171,7 +248,9 @@ class Session:
             modules[self.graph.name(m)] = entry
         return {
             "format_version": checkpoint.FORMAT_VERSION,
+            "code_version": code_version(),
             "seed": self.seed,
+            "data": self.fingerprint,
             "backend": self.backend,
             "address": self.address,
             "n_points": self.graph.modules[0].n_points(),
@@ -180,6 +259,7 @@ class Session:
             "updates": [dataclasses.asdict(r) for r in self.records],
             "wall_seconds": round(time.time() - self.started, 3),
             "python": platform.python_version(),
+            **self.extra,
         }
 
     def write_manifest(self) -> None:
@@ -191,6 +271,36 @@ class Session:
         """Stop the workers (the Ray runtime itself stays up for the caller)."""
         if self.executor is not None:
             self.executor.shutdown()
+
+
+def data_fingerprint(graph: Graph, labels: np.ndarray | None) -> dict[str, Any]:
+    """SHA-256 of every observation's array (and the labels), to refuse resuming on other data."""
+    out: dict[str, Any] = {}
+    for obs in graph.observations:
+        arr = np.ascontiguousarray(obs.data)
+        digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+        out[graph.name(obs)] = {"shape": list(arr.shape), "sha256": digest.hexdigest()}
+    if labels is not None:
+        out["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+    return out
+
+
+def load_state(directory: Path) -> dict[str, Any]:
+    """A worker's state from a checkpoint directory (``state.arrow`` plus blob files)."""
+    arrays, meta = checkpoint.table_arrays(checkpoint.read_table(directory / "state.arrow"))
+    blobs = {p.name: p.read_bytes() for p in sorted(directory.glob("*.pt"))}
+    return {"arrays": arrays, "meta": meta.get("state", {}), "blobs": blobs}
+
+
+def code_version() -> str:
+    """The installed package version."""
+    try:
+        from importlib.metadata import version
+
+        return version("serket-ray")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "unknown"
 
 
 def default_session(module: Module) -> Session:

@@ -35,10 +35,13 @@ for s in socks:
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
-read -r PORT CLIENT_PORT HEAD_AGENT_PORT WORKER_AGENT_PORT <<< "$(free_ports 4)"
+# Every port a node would otherwise take at a fixed default (6379, 10001, 8265,
+# 52365) is a free one, so another Ray on this machine is no obstacle.
+read -r PORT CLIENT_PORT DASHBOARD_PORT HEAD_AGENT_PORT WORKER_AGENT_PORT <<< "$(free_ports 5)"
 
 HEAD_PID=""
 WORKER_PID=""
+DRIVER_PID=""
 
 descendants() {  # every process below the given pids
     local pid child
@@ -53,6 +56,11 @@ descendants() {  # every process below the given pids
 cleanup() {
     local status=$? pids=() i
     trap - EXIT INT TERM
+    if [[ -n $DRIVER_PID ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
+        kill -TERM "$DRIVER_PID" 2>/dev/null || true
+        sleep 1
+        kill -KILL "$DRIVER_PID" 2>/dev/null || true
+    fi
     for i in $HEAD_PID $WORKER_PID; do pids+=("$i"); done
     if ((${#pids[@]})); then
         # `ray start --block` stops its node's processes on SIGTERM; anything
@@ -98,7 +106,8 @@ wait_started() {  # wait until a `ray start` log says the node is up
 echo "head:   127.0.0.1:$PORT  (temp dir $RAY_TMP)"
 ray start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus=2 --num-gpus=0 \
     --resources='{"head_role": 1}' --temp-dir="$RAY_TMP" --include-dashboard=false \
-    --ray-client-server-port="$CLIENT_PORT" --dashboard-agent-listen-port="$HEAD_AGENT_PORT" \
+    --ray-client-server-port="$CLIENT_PORT" --dashboard-port="$DASHBOARD_PORT" \
+    --dashboard-agent-listen-port="$HEAD_AGENT_PORT" \
     --disable-usage-stats --block > "$RAY_TMP/head.log" 2>&1 &
 HEAD_PID=$!
 wait_started "$RAY_TMP/head.log" "$HEAD_PID"
@@ -112,4 +121,7 @@ WORKER_PID=$!
 wait_started "$RAY_TMP/worker.log" "$WORKER_PID"
 
 echo "running the pipeline; outputs in $OUT"
-"$PYTHON" "$ROOT/scripts/two_node_driver.py" --address "127.0.0.1:$PORT" --out "$OUT"
+# In the background and waited for, so that a signal runs the cleanup at once.
+"$PYTHON" "$ROOT/scripts/two_node_driver.py" --address "127.0.0.1:$PORT" --out "$OUT" &
+DRIVER_PID=$!
+wait "$DRIVER_PID"

@@ -50,11 +50,15 @@ def _savetxt(arr: np.ndarray, **kw: object) -> Writer:
 
 
 def _npy(arr: np.ndarray) -> Writer:
-    return lambda p: np.save(p, arr)
+    return lambda p: p.write_bytes(_npy_bytes(arr))  # np.save(path) would add ".npy" to the name
 
 
 def _npz(**arrays: np.ndarray) -> Writer:
-    return lambda p: np.savez(p, **arrays)
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return write
 
 
 def _write_table(p: Path, table: pa.Table) -> None:
@@ -97,7 +101,7 @@ def _gzip_bytes(content: bytes) -> Writer:
 
 def _gzipped(write: Writer) -> Writer:
     def gz(p: Path) -> None:
-        scratch = p.with_name("scratch-" + p.name)
+        scratch = p.with_name("scratch-" + p.name.removesuffix(".gz"))
         write(scratch)
         p.write_bytes(gzip.compress(scratch.read_bytes()))
         scratch.unlink()
