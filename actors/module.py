@@ -145,7 +145,7 @@ def as_data_matrix(value: Any, what: str) -> np.ndarray:
     if arr.ndim < 2:
         raise DataError(f"{what} should be 2-D (points x features), got shape {arr.shape}")
     if arr.ndim > 2:
-        arr = arr.reshape(arr.shape[0], -1)
+        arr = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:])))
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"{what} should hold at least one point and one feature, got shape {arr.shape}")
     if arr.dtype.kind != "f":

@@ -110,6 +110,7 @@ class Orchestrator:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
         self.session.extra["target_rounds"] = rounds
+        self.session.write_manifest()  # a run killed before its first update can still be resumed
         return self._schedule(rounds, on_update)
 
     def _schedule(self, rounds: int, on_update: Callable[[UpdateRecord], None] | None) -> RunResult:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from messages.errors import SerketRayError
+from orchestrator.data import SCALE_MODES
 
 log = logging.getLogger("serket_ray.cli")
 
@@ -44,10 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="learn the VAE + GMM + MM model")
-    run.add_argument("--data", help="data file: text (np.loadtxt), .npy or .npz; default: scikit-learn's digits")
-    run.add_argument("--labels", help="labels file (only for scoring accuracy)")
-    run.add_argument("--data-key", help="array name inside an .npz data file")
-    run.add_argument("--labels-key", help="array name inside an .npz labels file")
+    run.add_argument("--data", help="data file: text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc or MNIST IDX (*-idx3-ubyte[.gz])")
+    run.add_argument("--labels", help="labels file, same formats (only used to score accuracy)")
+    run.add_argument("--data-key", help="array (.npz) or column (Parquet/Feather) holding the data")
+    run.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
+    run.add_argument("--scale", choices=SCALE_MODES, default="none", help="rescale data into [0, 1]: auto, none (default), 255, max or minmax")
+    run.add_argument("--dataset", choices=("digits", "mnist"), default=None,
+                     help="built-in data when --data is absent: digits (scikit-learn, default, no download) or mnist "
+                          "(the tutorial's 3000 images, downloaded once)")
+    run.add_argument("--cache-dir", help="download cache (default: $SERKET_RAY_CACHE or ~/.cache/serket-ray)")
     run.add_argument("--out", default="serket-out", help="output directory (default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output directory")
     run.add_argument("--rounds", type=_positive_int, default=5)
@@ -88,21 +94,35 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise SerketRayError(f"--out {out} already holds {what}; choose another directory or pass --overwrite")
 
 
-GRAPH_ARGS = ("data", "labels", "data_key", "labels_key", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message")
+GRAPH_ARGS = (
+    "data", "labels", "data_key", "labels_key", "scale", "dataset", "cache_dir", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message",
+)
 
 
 def load_inputs(args: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Data, labels and a description of the source, all checked before any actor starts."""
-    from orchestrator.data import default_digits, load_data, load_labels
+    from orchestrator.data import check_unit_range, default_digits, load_data, load_labels, scale_data
 
     if args.data:
+        if args.dataset:
+            raise SerketRayError(f"give --data or --dataset, not both (got --dataset {args.dataset})")
         data = load_data(args.data, args.data_key)
         labels = load_labels(args.labels, data.shape[0], args.labels_key) if args.labels else None
-        return data, labels, str(args.data)
-    if args.labels:
-        raise SerketRayError("--labels should come with --data, got --labels alone")
-    data, labels = default_digits()
-    return data, labels, "scikit-learn digits (embedded default)"
+        source = str(args.data)
+    else:
+        if args.labels or args.data_key or args.labels_key:
+            raise SerketRayError("--labels, --data-key and --labels-key should come with --data, got them without --data")
+        if args.dataset == "mnist":
+            from orchestrator.mnist import mnist_dir, tutorial_mnist
+
+            data, labels = tutorial_mnist(args.cache_dir)
+            source = f"MNIST, the tutorial's 3000 images ({mnist_dir(args.cache_dir)})"
+        else:
+            data, labels = default_digits()
+            source = "scikit-learn digits (embedded default)"
+    data = scale_data(data, args.scale)
+    check_unit_range(data, f"data ({source})")
+    return data, labels, source
 
 
 def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None) -> list[Any]:
@@ -111,11 +131,6 @@ def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None
 
     if args.clusters > data.shape[0]:
         raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {args.clusters}")
-    if data.min() < 0 or data.max() > 1:
-        raise SerketRayError(
-            f"data should lie in [0, 1] for the VAE's BCE loss, got values in [{data.min():.4g}, {data.max():.4g}]; "
-            "rescale it (e.g. divide by 255)"
-        )
     obs = Observation(data)
     vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
     gmm = GMM(args.clusters, itr=args.sweeps, category=labels)

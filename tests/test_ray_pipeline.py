@@ -130,3 +130,39 @@ def test_cli_runs_on_the_embedded_default(ray_session, tmp_path, capsys) -> None
     assert main(["run", "--out", str(out), "--rounds", "1", "--epochs", "1"]) == 2
     assert "already holds an earlier run" in capsys.readouterr().err
     assert (out / "run.json").read_bytes() == before
+
+
+def test_a_killed_actor_is_restarted_and_the_run_completes_identically(ray_session, mnist, tmp_path) -> None:
+    import os
+    import signal
+    import threading
+
+    images, labels = mnist
+    sub = slice(0, 1000)
+    ref = tmp_path / "ref"
+    Orchestrator(list(_graph(images[sub], labels[sub], epochs=60)), ref, seed=3, backend="local").run(2)
+
+    out = tmp_path / "killed"
+    orch = Orchestrator(list(_graph(images[sub], labels[sub], epochs=60)), out, seed=3)
+    killed: list[int] = []
+
+    def kill_vae_soon(record) -> None:
+        if record.module == "module003_mm" and record.round == 0:  # the VAE's round 1 starts next
+            pid = orch.session.placement["module001_vae"]["pid"]
+
+            def kill() -> None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+            threading.Timer(0.3, kill).start()
+
+    result = orch.run(2, on_update=kill_vae_soon)
+    orch.close()
+    assert killed, "the fault was not injected"
+    run = json.loads((out / "run.json").read_text())
+    vae_round1 = [u for u in run["updates"] if u["module"] == "module001_vae" and u["round"] == 1][0]
+    assert vae_round1["attempts"] == 2
+    assert run["modules"]["module001_vae"]["pid"] != killed[0]
+    assert len(result.accuracy) == 2
+    for f in ("module002_gmm/class_learn.txt", "module003_mm/trans_prob_learn.txt", "module001_vae/z_learn.txt", "module001_vae/001/weights.pt"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes(), f
