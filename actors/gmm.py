@@ -151,7 +151,10 @@ class GMMWorker:
         log.info("%s round %d: %d sweeps, sizes %s, %.3f s", self.name, round, self.config.n_sweeps, res.counts.astype(int).tolist(), seconds)
         post = ClassPosteriors(sender=self.name, receiver=self.above, round=round, probs=res.probs, log_likelihood=res.log_likelihood)
         means = PriorMeans(sender=self.name, receiver=self.below, round=round, means=class_means[assigned])
-        report = {"labels": res.labels, "class_means": class_means, "counts": res.counts, "weights": res.weights, "seconds": seconds}
+        report = {
+            "labels": res.labels, "class_means": class_means, "counts": res.counts, "weights": res.weights,
+            "covariances": res.covariances * np.outer(spread, spread)[None], "seconds": seconds,
+        }
         return post, means, report
 
     def get_state(self) -> dict[str, Any]:

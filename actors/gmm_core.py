@@ -252,6 +252,8 @@ class GibbsResult:
         Points per class in the last sweep.
     weights : numpy.ndarray, shape (K,)
         Posterior mean of the mixture weights.
+    covariances : numpy.ndarray, shape (K, d, d)
+        Posterior mean of each class covariance given the last labels.
     """
 
     labels: np.ndarray
@@ -260,6 +262,7 @@ class GibbsResult:
     class_means: np.ndarray
     counts: np.ndarray
     weights: np.ndarray
+    covariances: np.ndarray
 
 
 def gibbs_sweeps(
@@ -320,4 +323,5 @@ def gibbs_sweeps(
         class_means=post.mean,
         counts=post.counts,
         weights=weights,
+        covariances=post.mean_covariance(),
     )

@@ -70,7 +70,15 @@ class Module:
 
         The first call builds the graph this module belongs to and starts a
         local Ray (or joins ``RAY_ADDRESS``); outputs go to the current directory.
+        In ``mode="recog"`` the first call classifies the observation with the
+        model learned earlier in the current directory (no training) and writes
+        ``*_recog.txt`` files; later calls do nothing more.
         """
+        if self.mode == "recog":
+            from orchestrator.recog import recognise_graph
+
+            recognise_graph(self)
+            return
         from orchestrator.session import default_session
 
         default_session(self).update(self)

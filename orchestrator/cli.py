@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
+    rec = sub.add_parser("recog", help="classify novel data with a learned model (no training)")
+    rec.add_argument("--model", required=True, help="output directory of a learning run")
+    rec.add_argument("--data", required=True, help="data file (same formats as run)")
+    rec.add_argument("--labels", help="labels file (only for scoring)")
+    rec.add_argument("--data-key")
+    rec.add_argument("--labels-key")
+    rec.add_argument("--scale", choices=SCALE_MODES, default="none")
+    rec.add_argument("--out", required=True, help="where to write class_recog.txt etc.")
+    rec.add_argument("--overwrite", action="store_true")
+    rec.add_argument("--no-mm", action="store_true", help="ignore the learned transitions")
+    rec.add_argument("--quiet", action="store_true")
+    rec.add_argument("--json", action="store_true")
     res = sub.add_parser("resume", help="continue a run from its last completed update")
     res.add_argument("out", help="the run's output directory")
     res.add_argument("--rounds", type=_positive_int, help="total rounds wanted (default: as started)")
@@ -209,6 +221,26 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     return _summarise(result, args, out)
 
 
+def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
+    """Classify novel data with a learned model."""
+    from orchestrator.recog import recognise
+    from orchestrator.resume import load_manifest
+
+    load_manifest(args.model)
+    args.dataset = args.cache_dir = None
+    data, labels, source = load_inputs(args)
+    out = Path(args.out)
+    check_out_dir(out, args.overwrite)
+    result = recognise(args.model, data, out, labels=labels, use_mm=not args.no_mm)
+    summary = {"out": str(out), "n_points": int(data.shape[0]), "accuracy": result.accuracy}
+    if not args.quiet:
+        acc = "" if result.accuracy is None else f"; accuracy {result.accuracy:.4f}"
+        print(f"recognised {data.shape[0]} points from {source}{acc}; outputs in {out}")
+    if args.json:
+        print(json.dumps(summary))
+    return summary
+
+
 def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     """Continue a run from its last completed update."""
     from orchestrator import Orchestrator
@@ -235,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_run(args)
         elif args.command == "resume":
             cmd_resume(args)
+        elif args.command == "recog":
+            cmd_recog(args)
         return 0
     except SerketRayError as exc:
         if args.debug:

@@ -54,7 +54,7 @@ descendants() {  # every process below the given pids
 }
 
 cleanup() {
-    local status=$? pids=() i
+    local status=$? pids=() i alive
     trap - EXIT INT TERM
     if [[ -n $DRIVER_PID ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
         kill -TERM "$DRIVER_PID" 2>/dev/null || true
@@ -68,7 +68,9 @@ cleanup() {
         mapfile -t all < <(descendants "${pids[@]}")
         kill -TERM "${pids[@]}" 2>/dev/null || true
         for _ in $(seq 30); do
-            kill -0 "${pids[@]}" 2>/dev/null || break
+            alive=0
+            for i in "${pids[@]}"; do kill -0 "$i" 2>/dev/null && alive=1; done
+            ((alive)) || break
             sleep 0.5
         done
         for i in "${pids[@]}" "${all[@]}"; do

@@ -84,15 +84,19 @@ class TwoNodeCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
-        self._start("head", [
-            "--head", f"--port={self.port}", "--num-cpus=2", '--resources={"head_role": 1}',
-            "--include-dashboard=false", f"--ray-client-server-port={client_port}", f"--dashboard-port={dashboard}",
-            f"--dashboard-agent-listen-port={head_agent}",
-        ])
-        self._start("worker", [
-            f"--address={self.address}", "--num-cpus=1", '--resources={"vae_node": 1}',
-            f"--dashboard-agent-listen-port={worker_agent}",
-        ])
+        try:
+            self._start("head", [
+                "--head", f"--port={self.port}", "--num-cpus=2", '--resources={"head_role": 1}',
+                "--include-dashboard=false", f"--ray-client-server-port={client_port}", f"--dashboard-port={dashboard}",
+                f"--dashboard-agent-listen-port={head_agent}",
+            ])
+            self._start("worker", [
+                f"--address={self.address}", "--num-cpus=1", '--resources={"vae_node": 1}',
+                f"--dashboard-agent-listen-port={worker_agent}",
+            ])
+        except BaseException:
+            self.stop(keep_logs=True)
+            raise
 
     def _start(self, name: str, args: list[str]) -> None:
         log = self.tmp / f"{name}.log"
@@ -105,13 +109,13 @@ class TwoNodeCluster:
         deadline = time.monotonic() + 120
         while "Ray runtime started" not in log.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start ({name}) did not come up:\n{self.log_tail()}")
+                raise RuntimeError(f"ray start ({name}) did not come up (logs in {self.tmp}):\n{self.log_tail()}")
             time.sleep(0.25)
 
     def log_tail(self, n: int = 4000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-n:]}" for p in self.logs if p.exists())
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
         """SIGTERM the ``ray start --block`` processes (they stop their node), then SIGKILL leftovers by pid."""
         pids = [p.pid for p in self.procs]
         everything = _descendants(pids)
@@ -124,12 +128,13 @@ class TwoNodeCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        for pid in everything + _descendants(pids):
+        for pid in everything:
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -173,3 +178,11 @@ def test_vae_runs_on_second_node_and_matches_single_node_run(two_node_cluster, t
     for rel in ("module002_gmm/000/class_learn.txt", "module002_gmm/001/class_learn.txt", "module002_gmm/class_learn.txt"):
         assert (tmp_path / "cluster" / rel).read_text() == (tmp_path / "local" / rel).read_text(), rel
     assert len(result["accuracy"]) == 2
+
+
+def test_demo_script_is_valid_bash():
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    check = subprocess.run([bash, "-n", str(ROOT / "scripts" / "two_node_demo.sh")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

@@ -1,0 +1,163 @@
+"""Recognition: classify novel data with a learned model, without training.
+
+Loads the last checkpoint of each module of a finished (or interrupted) run:
+the VAE's weights, the GMM's class means, covariances and weights, and the MM's
+transitions.  The novel data is encoded with the mean of q(z|x); each point's
+class posterior is P(k | z_t) ∝ w_k N(z_t | mu_k, Sigma_k) times, when the model
+has an MM and the data is a sequence, the forward-backward prior from the rest
+of the sequence (as in learning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from actors import gmm_core, mm_core, vae_core
+from actors.config import VAEConfig
+from actors.scoring import accuracy
+from actors.vae import VAEWorker
+from messages.errors import CheckpointError, DataError
+from orchestrator import checkpoint
+from orchestrator.checkpoint import atomic_write_json
+from orchestrator.resume import intact_prefix, load_manifest, records_of
+from orchestrator.session import load_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecogResult:
+    """Outcome of :func:`recognise`.
+
+    Attributes
+    ----------
+    classes : numpy.ndarray, shape (N,)
+    probs : numpy.ndarray, shape (N, K)
+    z : numpy.ndarray, shape (N, d)
+    accuracy : float or None
+    out_dir : Path
+    """
+
+    classes: np.ndarray
+    probs: np.ndarray
+    z: np.ndarray
+    accuracy: float | None
+    out_dir: Path
+
+
+def _last_dirs(model: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    records, damage = intact_prefix(model, records_of(manifest))
+    if damage:
+        raise CheckpointError(f"damaged checkpoint in the model: {damage[0]}")
+    last: dict[str, Path] = {}
+    for rec in records:
+        last[rec.module] = model / rec.module / f"{rec.round:03d}"
+    return last
+
+
+def recognise(
+    model_dir: str | Path,
+    data: np.ndarray,
+    out_dir: str | Path,
+    labels: np.ndarray | None = None,
+    use_mm: bool = True,
+    encoder: torch.nn.Module | None = None,
+    decoder: torch.nn.Module | None = None,
+) -> RecogResult:
+    """Classify ``data`` (N, D) with the model learned in ``model_dir``.
+
+    Writes ``<out>/<vae>/z_recog.txt``, ``<out>/<gmm>/class_recog.txt``,
+    ``Pdz_recog.txt``, ``acc_recog.txt`` (with labels), ``<out>/<mm>/msg_recog.txt``
+    and ``<out>/recog.json``.
+
+    Raises
+    ------
+    CheckpointError
+        ``model_dir`` holds no usable learned model.
+    DataError
+        The data does not have the learned model's number of features.
+    """
+    model = Path(model_dir)
+    manifest = load_manifest(model)
+    kinds = {name: info["kind"] for name, info in manifest["modules"].items()}
+    last = _last_dirs(model, manifest)
+    vae_name = next((n for n, k in kinds.items() if k == "vae"), None)
+    gmm_name = next((n for n, k in kinds.items() if k == "gmm"), None)
+    mm_name = next((n for n, k in kinds.items() if k == "mm"), None)
+    if gmm_name is None or gmm_name not in last:
+        raise CheckpointError(f"{model} should hold a learned GMM (at least one completed round), got none")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    z = data
+    if vae_name is not None:
+        if vae_name not in last:
+            raise CheckpointError(f"{model} should hold a learned VAE (at least one completed round), got none")
+        cfg_dict = {k: v for k, v in manifest["modules"][vae_name]["config"].items() if k in VAEConfig.__dataclass_fields__}
+        cfg = VAEConfig(**cfg_dict)
+        worker = VAEWorker(cfg, vae_name, gmm_name, "obs", np.random.SeedSequence(0), encoder, decoder)
+        state = load_state(last[vae_name])
+        want = state["meta"].get("input_dim")
+        if want is not None and data.shape[1] != want:
+            raise DataError(f"data should have {want} features like the learned model's, got {data.shape[1]}")
+        worker.set_state(state)
+        assert worker.net is not None
+        x = torch.as_tensor(np.asarray(data, dtype=np.float32), device=worker.device)
+        z = vae_core.encode(worker.net, x, cfg.reconstruction, False, worker.generator).z
+        (out / vae_name).mkdir(exist_ok=True)
+        np.savetxt(out / vae_name / "z_recog.txt", z)
+    report, _ = checkpoint.table_arrays(checkpoint.read_table(last[gmm_name] / "report.arrow"))
+    means, covs, weights = report["class_means"], report["covariances"], report["weights"]
+    if z.shape[1] != means.shape[1]:
+        raise DataError(f"data should have {means.shape[1]} features like the learned GMM's input, got {z.shape[1]}")
+    prec = np.linalg.inv(covs)
+    prec_chol = np.linalg.cholesky(0.5 * (prec + np.transpose(prec, (0, 2, 1))))
+    log_lik = gmm_core.gaussian_log_likelihood(z, means, prec_chol)
+    log_w = log_lik + np.log(weights)[None, :]
+    if use_mm and mm_name is not None and mm_name in last and z.shape[0] > 1:
+        mm_report, _ = checkpoint.table_arrays(checkpoint.read_table(last[mm_name] / "report.arrow"))
+        msg = mm_core.forward_backward(log_lik, mm_report["transitions"]).prior
+        (out / mm_name).mkdir(exist_ok=True)
+        np.savetxt(out / mm_name / "msg_recog.txt", msg)
+        with np.errstate(divide="ignore"):
+            log_w = log_w + np.log(np.maximum(msg, 1e-300))
+    probs = gmm_core.normalise_log(log_w)
+    classes = np.argmax(probs, axis=1)
+    (out / gmm_name).mkdir(exist_ok=True)
+    np.savetxt(out / gmm_name / "class_recog.txt", classes, fmt="%d")
+    np.savetxt(out / gmm_name / "Pdz_recog.txt", probs)
+    acc = None
+    if labels is not None:
+        acc = accuracy(classes, labels)
+        np.savetxt(out / gmm_name / "acc_recog.txt", [acc])
+    atomic_write_json(out / "recog.json", {"model": str(model.resolve()), "n_points": int(data.shape[0]), "accuracy": acc,
+                                            "used_mm": bool(use_mm and mm_name in last)})
+    log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)
+    return RecogResult(classes=classes, probs=probs, z=z, accuracy=acc, out_dir=out)
+
+
+def recognise_graph(module: Any) -> RecogResult | None:
+    """Serket-style ``mode="recog"``: recognise once for the whole graph of ``module``,
+    with the model learned in the current directory, writing there."""
+    from actors.gmm import GMM
+    from actors.vae import VAE
+    from orchestrator.graph import build_graph
+
+    if getattr(module, "_recognised", False):
+        return None
+    graph = build_graph(module)
+    gmm = next((m for m in graph.modules if isinstance(m, GMM)), None)
+    vae = next((m for m in graph.modules if isinstance(m, VAE)), None)
+    labels = gmm.labels() if gmm is not None else None
+    result = recognise(
+        Path.cwd(), graph.observations[0].data, Path.cwd(), labels=labels,
+        encoder=vae.encoder if vae else None, decoder=vae.decoder if vae else None,
+    )
+    for m in graph.modules:
+        m._recognised = True
+    return result
