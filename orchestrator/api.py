@@ -15,6 +15,7 @@ from messages.errors import CheckpointError, ConfigError
 from orchestrator import checkpoint
 from orchestrator import resume as resume_mod
 from orchestrator.checkpoint import atomic_write_json
+from orchestrator.executor import check_address
 from orchestrator.graph import build_graph
 from orchestrator.session import Session, UpdateRecord
 
@@ -95,6 +96,8 @@ class Orchestrator:
         if not roots:
             raise ConfigError("modules should name at least one module of the graph, got none")
         self.graph = build_graph(*roots)
+        if backend == "ray":
+            check_address(address)
         self.session = Session(self.graph, out_dir, seed=seed, address=address, backend=backend, resources=resources, **session_options)
 
     def run(self, rounds: int, on_update: Callable[[UpdateRecord], None] | None = None) -> RunResult:

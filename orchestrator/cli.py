@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -38,9 +38,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one plain line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"serket-ray: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(prog="serket-ray", description="Serket's VAE + GMM + MM model on Ray.")
+    parser = _Parser(prog="serket-ray", description="Serket's VAE + GMM + MM model on Ray.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +150,8 @@ def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None
 
     if args.clusters > data.shape[0]:
         raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {args.clusters}")
+    if args.batch_size > data.shape[0]:
+        log.warning("--batch-size %d is larger than the data (%d points): every epoch is one full batch", args.batch_size, data.shape[0])
     obs = Observation(data)
     vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
     gmm = GMM(args.clusters, itr=args.sweeps, category=labels)

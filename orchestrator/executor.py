@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from typing import Any
 
 from messages.errors import ConfigError
@@ -45,6 +46,32 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         pass
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast, before anything starts or is written, when ``address`` cannot be reached.
+
+    "auto" and "local" are accepted as they are (Ray resolves them); ``host:port``
+    (optionally ``ray://host:port``) must accept a TCP connection within ``timeout``.
+
+    Raises
+    ------
+    ConfigError
+        The address is malformed or nothing listens there.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    if not isinstance(address, str):
+        raise ConfigError(f"address should be 'auto' or host:port, got {address!r}")
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"address should be 'auto' or host:port (e.g. 10.0.0.5:6379), got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"address should name a running Ray cluster, got {address!r}: nothing answers there ({exc})") from None
 
 
 def connect_ray(address: str | None) -> None:
