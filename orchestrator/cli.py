@@ -38,11 +38,87 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _resources_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"should be JSON like '{{\"vae\": {{\"num_gpus\": 1}}}}', got {text!r}: {exc}") from None
+    if not isinstance(value, dict) or not all(v == "auto" or isinstance(v, dict) for v in value.values()):
+        raise argparse.ArgumentTypeError(f"should map module kinds or names to actor options or \"auto\", got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"should be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"should be a positive number, got {value}")
+    return value
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ranges and comma lists: ``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Not non-negative integers and ranges, an empty or reversed range, or a
+        seed given twice.
+    """
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"should be non-negative integers and ranges like 0-7 or 0,3,5-6, got {text!r}") from None
+        if first < 0 or last < first:
+            raise argparse.ArgumentTypeError(f"ranges should run from a non-negative seed upwards, got {part!r}")
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"each seed should be given once, got {text!r}")
+    return seeds
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with errors as one plain line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"serket-ray: error: {message}\n")
+
+
+def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
+    """Data and model options shared by ``run`` and ``sweep`` (see ``GRAPH_ARGS``)."""
+    cmd.add_argument("--data", help="data file: text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc or MNIST IDX (*-idx3-ubyte[.gz])")
+    cmd.add_argument("--labels", help="labels file, same formats (only used to score accuracy)")
+    cmd.add_argument("--data-key", help="array (.npz) or column (Parquet/Feather) holding the data")
+    cmd.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
+    cmd.add_argument("--scale", choices=SCALE_MODES, default="none", help="rescale data into [0, 1]: auto, none (default), 255, max or minmax")
+    cmd.add_argument("--dataset", choices=("digits", "mnist"), default=None,
+                     help="built-in data when --data is absent: digits (scikit-learn, default, no download) or mnist "
+                          "(the tutorial's 3000 images, downloaded once)")
+    cmd.add_argument("--cache-dir", help="download cache (default: $SERKET_RAY_CACHE or ~/.cache/serket-ray)")
+    cmd.add_argument("--rounds", type=_positive_int, default=5)
+    cmd.add_argument("--latent-dim", type=_positive_int, default=18)
+    cmd.add_argument("--epochs", type=_positive_int, default=200)
+    cmd.add_argument("--batch-size", type=_positive_int, default=500)
+    cmd.add_argument("--clusters", type=_positive_int, default=10)
+    cmd.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
+    cmd.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
+    cmd.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
+
+
+def _add_cluster_options(cmd: argparse.ArgumentParser) -> None:
+    """Where the actors run and what each may use."""
+    cmd.add_argument("--address", help='Ray cluster address ("auto" or host:port); default: a local Ray')
+    cmd.add_argument("--resources", type=_resources_json, default=None,
+                     help='actor options per module kind or name, as JSON, e.g. \'{"vae": {"num_gpus": 1}}\' '
+                          '(num_cpus, num_gpus, memory, resources; default "auto")')
+    cmd.add_argument("--reserve-timeout", type=_positive_float, default=60.0,
+                     help="seconds to wait for the run's resources before failing (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,30 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="learn the VAE + GMM + MM model")
-    run.add_argument("--data", help="data file: text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc or MNIST IDX (*-idx3-ubyte[.gz])")
-    run.add_argument("--labels", help="labels file, same formats (only used to score accuracy)")
-    run.add_argument("--data-key", help="array (.npz) or column (Parquet/Feather) holding the data")
-    run.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
-    run.add_argument("--scale", choices=SCALE_MODES, default="none", help="rescale data into [0, 1]: auto, none (default), 255, max or minmax")
-    run.add_argument("--dataset", choices=("digits", "mnist"), default=None,
-                     help="built-in data when --data is absent: digits (scikit-learn, default, no download) or mnist "
-                          "(the tutorial's 3000 images, downloaded once)")
-    run.add_argument("--cache-dir", help="download cache (default: $SERKET_RAY_CACHE or ~/.cache/serket-ray)")
+    _add_graph_options(run)
     run.add_argument("--out", default="serket-out", help="output directory (default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output directory")
-    run.add_argument("--rounds", type=_positive_int, default=5)
-    run.add_argument("--latent-dim", type=_positive_int, default=18)
-    run.add_argument("--epochs", type=_positive_int, default=200)
-    run.add_argument("--batch-size", type=_positive_int, default=500)
-    run.add_argument("--clusters", type=_positive_int, default=10)
-    run.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
     run.add_argument("--seed", type=_non_negative_int, default=0)
-    run.add_argument("--address", help='Ray cluster address ("auto" or host:port); default: a local Ray')
-    run.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
-    run.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
+    _add_cluster_options(run)
     run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
+    run.add_argument("--report", action="store_true", help="write an HTML report with figures to OUT/report/ at the end")
+    swp = sub.add_parser("sweep", help="run independent pipelines for several seeds at once; report accuracy mean and std")
+    _add_graph_options(swp)
+    swp.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2, 3], help="seeds: ranges and comma lists, e.g. 0-7 or 0,3,5-6 (default: 0-3)")
+    swp.add_argument("--concurrent", type=_positive_int, default=None,
+                     help="at most this many pipelines at once (default: as many as the cluster's resources allow)")
+    swp.add_argument("--out", default="serket-sweep", help="output directory; each seed's run goes to seed_<k>/ (default: %(default)s)")
+    swp.add_argument("--overwrite", action="store_true", help="allow writing into non-empty seed directories")
+    _add_cluster_options(swp)
+    swp.add_argument("--quiet", action="store_true", help="print only errors")
+    swp.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
     rec = sub.add_parser("recog", help="classify novel data with a learned model (no training)")
     rec.add_argument("--model", required=True, help="output directory of a learning run")
     rec.add_argument("--data", required=True, help="data file (same formats as run)")
@@ -93,9 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--rounds", type=_positive_int, help="total rounds wanted (default: as started)")
     res.add_argument("--from-last-intact", action="store_true", help="skip damaged checkpoints: continue from the last intact update")
     res.add_argument("--address", help="Ray cluster address")
+    res.add_argument("--resources", type=_resources_json, default=None, help="actor options per module, as JSON (as for run)")
+    res.add_argument("--reserve-timeout", type=_positive_float, default=60.0, help="seconds to wait for the run's resources")
     res.add_argument("--backend", choices=("ray", "local"), default=None, help=argparse.SUPPRESS)
     res.add_argument("--quiet", action="store_true")
     res.add_argument("--json", action="store_true")
+    rep = sub.add_parser("report", help="write an HTML report with figures of a run to OUT/report/index.html")
+    rep.add_argument("out", help="the run's output directory")
+    rep.add_argument("--labels", help="labels file (same formats as run); default: those the run recorded, if any")
+    rep.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
+    rep.add_argument("--quiet", action="store_true", help="print only errors")
     return parser
 
 
@@ -215,7 +293,8 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     modules = build_graph_from_args(args, data, labels)
     out = Path(args.out)
     check_out_dir(out, args.overwrite)
-    orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend)
+    orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend, resources=args.resources,
+                        reserve_timeout=args.reserve_timeout)
     recorded = {k: getattr(args, k) for k in GRAPH_ARGS}
     for key in ("data", "labels"):
         if recorded[key]:
@@ -227,7 +306,62 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         result = orch.run(args.rounds, on_update=_progress(args.rounds, args.quiet))
     finally:
         orch.close()
+    if getattr(args, "report", False):
+        from orchestrator.report import make_report
+
+        report = make_report(out, labels=labels, data=data)
+        if not args.quiet:
+            print(f"report: {report.index}", flush=True)
     return _summarise(result, args, out)
+
+
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    """Write ``OUT/report/index.html`` and its figures for a run."""
+    from orchestrator.report import make_report
+
+    report = make_report(args.out, labels=args.labels, labels_key=args.labels_key)
+    if not args.quiet:
+        for note in report.notes:
+            print(f"note: {note}")
+        print(f"report: {report.index} ({len(report.figures)} figures)")
+    return {"index": str(report.index), "figures": {k: str(v) for k, v in report.figures.items()}, "notes": report.notes}
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one pipeline per seed, as many at once as the cluster allows; print the table."""
+    from orchestrator.data import describe
+    from orchestrator.executor import check_address
+    from orchestrator.sweep import sweep
+
+    # Everything is checked before any actor starts.
+    data, labels, source = load_inputs(args)
+    build_graph_from_args(args, data, labels)
+    out = Path(args.out)
+    for seed in args.seeds:
+        check_out_dir(out / f"seed_{seed}", args.overwrite)
+    check_address(args.address)
+    if not args.quiet:
+        print(f"data: {source}: {describe(data, labels)}; seeds {args.seeds}", flush=True)
+
+    def build() -> list[Any]:
+        return build_graph_from_args(args, data, labels)  # anew per seed: modules hold per-graph state
+
+    def done(row: Any) -> None:
+        if not args.quiet:
+            acc = "-" if row.accuracy is None else f"{row.accuracy:.4f}"
+            print(f"seed {row.seed}: accuracy {acc}  {row.seconds:.1f} s" + (f"  FAILED: {row.error}" if row.error else ""), flush=True)
+
+    result = sweep(build, args.seeds, out, args.rounds, address=args.address, resources=args.resources,
+                   max_concurrent=args.concurrent, reserve_timeout=args.reserve_timeout, on_done=done)
+    summary = result.as_dict()
+    if not args.quiet:
+        print(result.table())
+    if args.json:
+        print(json.dumps(summary))
+    failed = [r.seed for r in result.rows if r.error]
+    if failed:
+        raise SerketRayError(f"{len(failed)} of {len(result.rows)} seeds failed: {failed}; see the table above and {out}")
+    return summary
 
 
 def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
@@ -259,7 +393,7 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or manifest.get("target_rounds") or 0
     result = Orchestrator.resume(
         args.out, rounds=args.rounds, address=args.address, from_last_intact=args.from_last_intact, backend=args.backend,
-        on_update=_progress(rounds, args.quiet),
+        on_update=_progress(rounds, args.quiet), resources=args.resources, reserve_timeout=args.reserve_timeout,
     )
     if result.already_complete and not args.quiet:
         print(f"{args.out} is already complete ({rounds} rounds); nothing changed")
@@ -278,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_resume(args)
         elif args.command == "recog":
             cmd_recog(args)
+        elif args.command == "sweep":
+            cmd_sweep(args)
+        elif args.command == "report":
+            cmd_report(args)
         return 0
     except SerketRayError as exc:
         if args.debug:

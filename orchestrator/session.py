@@ -59,7 +59,16 @@ class Session:
         benchmarks of the numerical pipeline.
     resources : dict, optional
         Module name or kind -> Ray actor options (``num_cpus``, ``num_gpus``,
-        ``resources``) or "auto".
+        ``memory``, ``resources``) or "auto".
+    max_retries : int
+        Restarts of a dead actor per update.
+    timeout : float
+        Seconds an update may take before its actor counts as dead.
+    placement_strategy : {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
+        How the run's placement group spreads its actors over nodes.
+    reserve_timeout : float
+        Seconds to wait for the run's resources before refusing with a
+        :class:`ConfigError` that names what is missing.
     """
 
     def __init__(
@@ -72,6 +81,8 @@ class Session:
         resources: dict[str, Any] | None = None,
         max_retries: int = 2,
         timeout: float = 3600.0,
+        placement_strategy: str = "PACK",
+        reserve_timeout: float = 60.0,
     ) -> None:
         if backend not in ("ray", "local"):
             raise ConfigError(f"backend should be 'ray' or 'local', got {backend!r}")
@@ -82,7 +93,9 @@ class Session:
         self.seed = int(seed)
         self.address = address
         self.backend = backend
-        self.resources = dict(resources or {})
+        self.resources = check_resources(resources, graph)
+        self.placement_strategy = placement_strategy
+        self.reserve_timeout = reserve_timeout
         self.labels = self._labels()
         self.executor: Any = None
         self.workers: dict[Module, Any] = {}
@@ -90,6 +103,8 @@ class Session:
         self.rounds: dict[Module, int] = {m: 0 for m in graph.learnable}
         self.records: list[UpdateRecord] = []
         self.placement: dict[str, Any] = {}
+        self.actor_resources: dict[Module, dict[str, Any]] = {}
+        self.bundles: dict[Module, int | None] = {}
         self.started = time.time()
         self.max_retries = int(max_retries)
         self.timeout = float(timeout)
@@ -104,20 +119,46 @@ class Session:
 
     # -- start-up -----------------------------------------------------------
     def start(self) -> None:
-        """Start the executor (Ray) and one worker per learnable module."""
+        """Start the executor (Ray), reserve every worker's resources at once, then
+        start one worker per learnable module.
+
+        Raises
+        ------
+        ConfigError
+            The cluster cannot give the run what it asks for within
+            ``reserve_timeout`` seconds (nothing is left running).
+        """
         if self.executor is not None:
             return
-        self.executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
-        for obs in self.graph.observations:
-            name = self.graph.name(obs)
-            receiver = self.graph.name(obs.above[0]) if obs.above else name
-            msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data)
-            self.refs[(obs, 0)] = self.executor.put(msg)  # once: every round reuses the reference
-        for module in self.graph.learnable:
-            self.workers[module] = self._start_worker(module)
-        for module, worker in self.workers.items():
-            self.placement[self.graph.name(module)] = self.executor.node_of(worker)
+        executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
+        learnable = list(self.graph.learnable)
+        self.actor_resources = {m: self._resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
+        bundles = executor.reserve(
+            [self.actor_resources[m] for m in learnable], labels=[self.graph.name(m) for m in learnable],
+            strategy=self.placement_strategy, timeout=self.reserve_timeout,
+        )
+        self.bundles = dict(zip(learnable, bundles))
+        self.executor = executor
+        try:
+            for obs in self.graph.observations:
+                name = self.graph.name(obs)
+                receiver = self.graph.name(obs.above[0]) if obs.above else name
+                msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data)
+                self.refs[(obs, 0)] = self.executor.put(msg)  # once: every round reuses the reference
+            for module in learnable:
+                self.workers[module] = self._start_worker(module)
+            for module, worker in self.workers.items():
+                self._record_placement(module, worker)
+        except BaseException:
+            executor.shutdown()
+            self.executor = None
+            self.workers.clear()
+            self.refs.clear()
+            raise
         log.info("started %d workers on %s", len(self.workers), self.executor.name)
+
+    def _record_placement(self, module: Module, worker: Any) -> None:
+        self.placement[self.graph.name(module)] = {**self.executor.node_of(worker), **self.executor.bundle_info(self.bundles.get(module))}
 
     def _resources_for(self, module: Module) -> dict[str, Any]:
         if self.backend != "ray":
@@ -180,12 +221,12 @@ class Session:
     def _start_worker(self, module: Module) -> Any:
         index = self.graph.modules.index(module)
         seeds = module_seeds(self.seed, len(self.graph.modules))
-        res = self._resources_for(module)
+        res = self.actor_resources.get(module) or self._resources_for(module)
         name = self.graph.name(module)
         above = self.graph.name(module.above[0]) if module.above else None
         below = self.graph.name(module.below[0]) if module.below else None
         cls, args = module.worker_spec(name, above, below, seeds[index], threads_for(res))
-        return self.executor.start(name, cls, args, res)
+        return self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
 
     def _restart(self, module: Module) -> None:
         """Replace a dead actor by a new one restored from the module's last checkpoint,
@@ -199,7 +240,7 @@ class Session:
         for src, idx in module.inbox_sources().values():
             if src.learnable and (src, idx) in self.refs:
                 self.refs[(src, idx)] = self.executor.put(self._saved_message(src, idx))
-        self.placement[self.graph.name(module)] = self.executor.node_of(worker)
+        self._record_placement(module, worker)
 
     def _last_record(self, module: Module) -> UpdateRecord | None:
         name = self.graph.name(module)
@@ -268,9 +309,32 @@ class Session:
         checkpoint.atomic_write_json(self.out_dir / "run.json", self.manifest())
 
     def close(self) -> None:
-        """Stop the workers (the Ray runtime itself stays up for the caller)."""
+        """Stop the workers and give back their reservation (the Ray runtime itself
+        stays up for the caller)."""
         if self.executor is not None:
             self.executor.shutdown()
+
+
+def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str, Any]:
+    """Check a ``resources`` option: module name or kind -> actor options or "auto".
+
+    Raises
+    ------
+    ConfigError
+        Not a dict, a key that names no learnable module, or a value that is
+        neither "auto" nor a dict of actor options.
+    """
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict):
+        raise ConfigError(f"resources should map module names or kinds to actor options, got {resources!r}")
+    known = {m.name for m in graph.learnable} | {m.kind for m in graph.learnable}
+    for key, value in resources.items():
+        if key not in known:
+            raise ConfigError(f"resources key {key!r} names no module of the graph; use one of {sorted(known)}")
+        if value != "auto" and not isinstance(value, dict):
+            raise ConfigError(f"resources[{key!r}] should be \"auto\" or actor options like {{'num_cpus': 1}}, got {value!r}")
+    return dict(resources)
 
 
 def data_fingerprint(graph: Graph, labels: np.ndarray | None) -> dict[str, Any]:
