@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from actors import gmm_core
+from actors import gmm_core, mm_core, sequence_core
 from actors.config import GMMConfig
 from actors.module import Module, as_labels
 from actors.scoring import accuracy, best_matching
@@ -68,7 +68,8 @@ class GMM(Module):
         return self.config.to_dict()
 
     def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
-        return GMMWorker, (self.config, name, above or name, below or name, seed)
+        sequence = any(m.kind == "mm" for m in self.above)
+        return GMMWorker, (self.config, name, above or name, below or name, seed, sequence)
 
     def inbox_sources(self) -> dict[str, tuple[Module, int]]:
         sources: dict[str, tuple[Module, int]] = {"latents": (self.below[0], 0)}
@@ -100,11 +101,21 @@ class GMMWorker:
 
     The labels of the last sweep are kept between rounds, so cluster numbers
     stay stable (re-initialising would renumber them and break the MM).
+
+    With ``sequence`` (a Markov model sits above, so the points form a
+    sequence) each update first searches for split/merge moves that raise the
+    sequence log-likelihood (:func:`actors.sequence_core.search`).  The sweeps
+    then use the MM's message, or, when a move renumbered clusters (or before
+    the MM's first message), the prior of the chain the search fitted; with
+    ``chain_refresh`` that prior follows the sampler's labels
+    (:class:`actors.sequence_core.ChainPrior`).  Only clusters a move touches
+    change number; the MM re-learns its transitions from the posteriors sent up.
     """
 
-    def __init__(self, config: GMMConfig, name: str, above: str, below: str, seed: np.random.SeedSequence) -> None:
+    def __init__(self, config: GMMConfig, name: str, above: str, below: str, seed: np.random.SeedSequence, sequence: bool = False) -> None:
         self.config = config
         self.name, self.above, self.below = name, above, below
+        self.sequence = bool(sequence)
         self.rng = numpy_generator(seed)
         self.labels: np.ndarray | None = None
 
@@ -113,6 +124,39 @@ class GMMWorker:
         if self.config.init == "kmeans++":
             return gmm_core.kmeans_plus_plus(x, k, self.rng)
         return self.rng.integers(0, k, size=x.shape[0])
+
+    def _sequence_step(
+        self, xs: np.ndarray, prior: gmm_core.NIWPrior, log_bias: np.ndarray | None
+    ) -> tuple[np.ndarray | None, list[str], sequence_core.ChainPrior | None]:
+        """Split/merge search and the chain prior for the sweeps.
+
+        Returns
+        -------
+        log_bias : numpy.ndarray (N, K) or None
+            Prior of the first sweeps: the MM's message, or the fitted chain's
+            when a move renumbered clusters (the MM's message no longer fits).
+        moves : list of str
+        chain : ChainPrior or None
+        """
+        cfg = self.config
+        assert self.labels is not None
+        k = cfg.n_components
+        moves: list[str] = []
+        if cfg.sequence_moves > 0:
+            found = sequence_core.search(
+                xs, self.labels, k, prior, self.rng, alpha=cfg.chain_alpha, max_moves=cfg.sequence_moves,
+                n_best=cfg.move_candidates, min_gain=cfg.move_min_gain, em_iterations=cfg.chain_em_iterations,
+            )
+            moves = found.moves
+            if moves or log_bias is None:
+                self.labels = found.labels
+                with np.errstate(divide="ignore"):
+                    log_bias = np.log(np.maximum(found.fit.prior, 1e-300))
+            trans = found.fit.transitions
+        else:
+            trans = mm_core.transition_matrix(mm_core.expected_counts(np.eye(k)[self.labels]), cfg.chain_alpha)
+        chain = sequence_core.ChainPrior(xs, prior, trans, cfg.chain_alpha) if cfg.chain_refresh > 0 else None
+        return log_bias, moves, chain
 
     def update(self, round: int, latents: Latents | ObservationData, class_prior: ClassPrior | None = None) -> tuple[ClassPosteriors, PriorMeans, dict[str, Any]]:
         """Run ``n_sweeps`` Gibbs sweeps with the MM's message as a per-point prior.
@@ -135,25 +179,34 @@ class GMMWorker:
             centre, spread, xs = np.zeros(x.shape[1]), np.ones(x.shape[1]), x
         if self.labels is None or self.labels.shape[0] != x.shape[0]:
             self.labels = self._initial_labels(xs)
-        prior = gmm_core.default_prior(xs, kappa=self.config.prior_kappa, scale=self.config.prior_scale)
+        strength = self.config.covariance_strength
+        prior = gmm_core.default_prior(
+            xs, kappa=self.config.prior_kappa, scale=self.config.prior_scale * strength, dof=xs.shape[1] + 1.0 + strength,
+        )
         log_bias = None
         if class_prior is not None:
             with np.errstate(divide="ignore"):
                 log_bias = np.log(np.maximum(class_prior.probs, 1e-300))
+        moves: list[str] = []
+        chain = None
+        if self.sequence:
+            log_bias, moves, chain = self._sequence_step(xs, prior, log_bias)
         res = gmm_core.gibbs_sweeps(
             xs, self.labels, k, prior, self.rng, self.config.n_sweeps, log_bias,
-            self.config.weight_concentration,
+            self.config.weight_concentration, refresh=chain, refresh_every=self.config.chain_refresh,
         )
         self.labels = res.labels
         class_means = res.class_means * spread + centre
         assigned = np.argmax(res.probs, axis=1)
         seconds = time.perf_counter() - start
-        log.info("%s round %d: %d sweeps, sizes %s, %.3f s", self.name, round, self.config.n_sweeps, res.counts.astype(int).tolist(), seconds)
+        log.info("%s round %d: %d sweeps, %d moves, sizes %s, %.3f s", self.name, round, self.config.n_sweeps, len(moves), res.counts.astype(int).tolist(), seconds)
+        for move in moves:
+            log.info("%s round %d: move %s", self.name, round, move)
         post = ClassPosteriors(sender=self.name, receiver=self.above, round=round, probs=res.probs, log_likelihood=res.log_likelihood)
         means = PriorMeans(sender=self.name, receiver=self.below, round=round, means=class_means[assigned])
         report = {
             "labels": res.labels, "class_means": class_means, "counts": res.counts, "weights": res.weights,
-            "covariances": res.covariances * np.outer(spread, spread)[None], "seconds": seconds,
+            "covariances": res.covariances * np.outer(spread, spread)[None], "seconds": seconds, "moves": moves,
         }
         return post, means, report
 

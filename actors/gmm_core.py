@@ -14,6 +14,7 @@ Every function takes its random generator explicitly; nothing uses global RNG.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -113,6 +114,38 @@ def class_posterior(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: NI
         xbar[j] = sums[j] / rows.shape[0]
         centred = rows - xbar[j]
         scatter[j] = centred.T @ centred
+    kappa_n = prior.kappa + counts
+    dof_n = prior.dof + counts
+    mean_n = (prior.kappa * prior.mean[None, :] + sums) / kappa_n[:, None]
+    diff = xbar - prior.mean[None, :]
+    shrink = (prior.kappa * counts / kappa_n)[:, None, None]
+    scale_n = prior.scale[None] + scatter + shrink * np.einsum("kd,ke->kde", diff, diff)
+    scale_n = 0.5 * (scale_n + np.transpose(scale_n, (0, 2, 1))) + 1e-9 * np.eye(d)[None]
+    return ClassPosterior(counts=counts, kappa=kappa_n, dof=dof_n, mean=mean_n, scale=scale_n)
+
+
+def weighted_class_posterior(x: np.ndarray, weights: np.ndarray, prior: NIWPrior) -> ClassPosterior:
+    """:func:`class_posterior` with soft memberships (an EM M-step under the NIW prior).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    weights : numpy.ndarray, shape (N, K)
+        Membership of each point in each class (rows usually sum to one).
+    prior : NIWPrior
+
+    Returns
+    -------
+    ClassPosterior
+    """
+    n_classes, d = weights.shape[1], x.shape[1]
+    counts = weights.sum(axis=0)
+    sums = weights.T @ x
+    xbar = sums / np.maximum(counts, 1e-12)[:, None]
+    scatter = np.empty((n_classes, d, d))
+    for j in range(n_classes):  # K BLAS calls; K is small.
+        centred = x - xbar[j]
+        scatter[j] = (centred * weights[:, j, None]).T @ centred
     kappa_n = prior.kappa + counts
     dof_n = prior.dof + counts
     mean_n = (prior.kappa * prior.mean[None, :] + sums) / kappa_n[:, None]
@@ -275,6 +308,8 @@ def gibbs_sweeps(
     log_bias: np.ndarray | None = None,
     weight_concentration: float = 1.0,
     burn_in: float = 0.5,
+    refresh: Callable[[np.ndarray], np.ndarray] | None = None,
+    refresh_every: int = 0,
 ) -> GibbsResult:
     """Run ``n_sweeps`` blocked Gibbs sweeps from ``labels``.
 
@@ -294,6 +329,11 @@ def gibbs_sweeps(
         Symmetric Dirichlet concentration on the mixture weights.
     burn_in : float
         Fraction of the sweeps discarded before averaging ``probs``.
+    refresh : callable, optional
+        ``refresh(labels) -> log_bias``: recomputes the per-point log prior from
+        the current labels (a Markov chain's message that follows the sampler).
+    refresh_every : int
+        Sweeps between calls of ``refresh`` (0 never calls it).
 
     Returns
     -------
@@ -305,6 +345,8 @@ def gibbs_sweeps(
     prob_sum = np.zeros((n, n_classes))
     kept = 0
     for sweep in range(n_sweeps):
+        if refresh is not None and refresh_every > 0 and sweep > 0 and sweep % refresh_every == 0:
+            bias = refresh(labels)
         post = class_posterior(x, labels, n_classes, prior)
         log_pi = np.log(rng.dirichlet(post.counts + weight_concentration))
         means, prec_chol = sample_parameters(post, rng)

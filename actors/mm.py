@@ -98,7 +98,11 @@ class MMWorker:
         trans = mm_core.transition_matrix(counts, cfg.alpha)
         if cfg.counts == "pairwise":
             if self.transitions is not None and self.transitions.shape == (k, k):
-                trans = self.transitions
+                # Warm start, unless the mixture has renumbered clusters since the last
+                # update: start from whichever explains the sequence better.
+                warm = mm_core.forward_backward(log_em, self.transitions).log_likelihood
+                if warm >= mm_core.forward_backward(log_em, trans).log_likelihood:
+                    trans = self.transitions
             for _ in range(cfg.em_iterations):  # Baum-Welch on the transitions, emissions fixed
                 fb = mm_core.forward_backward(log_em, trans)
                 counts = fb.pair_counts

@@ -1,0 +1,326 @@
+"""Ray-free structural moves of a mixture whose points form a sequence.
+
+A Gibbs sampler changes one label at a time, so it cannot leave a clustering in
+which one class is split over two clusters while two other classes share one
+cluster: every single-point change makes the fit worse.  When a Markov model
+sits above the mixture the points are a sequence, and the sequence tells these
+cases apart without labels:
+
+* two clusters that are one class have the same predecessors and successors;
+* a cluster that holds two classes has points whose predecessors (or
+  successors) fall into two groups.
+
+The moves proposed here re-partition clusters by each point's *context*, the
+class posteriors of its predecessor and successor (viewed as the predecessor
+alone, the successor alone, or both):
+
+* ``repartition i,j``: the points of clusters i and j are split in two again by
+  2-means on their context (with j empty this splits cluster i);
+* ``merge i,j + split k``: clusters i and j become one, and cluster k is split
+  in two by its context, one half taking the freed number j.
+
+Candidates are ranked by how much context scatter they explain, and the best
+few are scored by the log-likelihood of the whole sequence under a hidden
+Markov model with Gaussian emissions, fitted by a few EM iterations from the
+candidate's labels (the same fit from the current labels is the baseline).  A
+move is taken when it gains at least ``min_gain`` nats, which is an
+unsupervised criterion: no label is ever looked at.  Every cluster a move does
+not touch keeps its number.
+
+Every function takes its random generator explicitly; nothing uses global RNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from actors import gmm_core, mm_core
+
+log = logging.getLogger(__name__)
+
+
+def neighbour_context(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class posteriors of each point's predecessor and successor.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray, shape (N, K)
+
+    Returns
+    -------
+    pred, succ : numpy.ndarray, shape (N, K)
+        Row t holds ``probs[t - 1]`` and ``probs[t + 1]``; the first point's
+        predecessor and the last point's successor are uniform.
+    """
+    k = probs.shape[1]
+    uniform = np.full((1, k), 1.0 / k)
+    return np.vstack([uniform, probs[:-1]]), np.vstack([probs[1:], uniform])
+
+
+def within_scatter(f: np.ndarray, groups: np.ndarray, n_groups: int) -> float:
+    """Sum of squared distances of the rows of ``f`` (n, D) to their group's mean."""
+    counts = np.bincount(groups, minlength=n_groups).astype(float)
+    member = np.zeros((n_groups, f.shape[0]))
+    member[groups, np.arange(f.shape[0])] = 1.0
+    sums = member @ f
+    return float((f * f).sum() - ((sums * sums).sum(axis=1) / np.maximum(counts, 1.0)).sum())
+
+
+def two_means(f: np.ndarray, rng: np.random.Generator, n_iter: int = 15) -> tuple[np.ndarray, float]:
+    """Split the rows of ``f`` (n, D) in two by Lloyd's algorithm from a far-apart pair.
+
+    Returns
+    -------
+    side : numpy.ndarray, shape (n,), bool
+        Which of the two groups each row joins.
+    scatter : float
+        Within-group scatter of the split.
+    """
+    n = f.shape[0]
+    start = f[rng.integers(n)]
+    c1 = f[np.argmax(((f - start) ** 2).sum(axis=1))]
+    c0 = f[np.argmax(((f - c1) ** 2).sum(axis=1))]
+    side = np.zeros(n, dtype=bool)
+    for i in range(n_iter):
+        new = ((f - c1) ** 2).sum(axis=1) < ((f - c0) ** 2).sum(axis=1)
+        if new.all() or not new.any() or (i > 0 and np.array_equal(new, side)):
+            break
+        side = new
+        c0, c1 = f[~side].mean(axis=0), f[side].mean(axis=0)
+    return side, within_scatter(f, side.astype(np.int64), 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """One proposed relabelling.
+
+    Attributes
+    ----------
+    name : str
+        What the move does, e.g. ``"merge 3,7 + split 2 by pred"``.
+    labels : numpy.ndarray, shape (N,)
+        The labels after the move.
+    score : float
+        Context scatter the move explains (used only to rank proposals).
+    """
+
+    name: str
+    labels: np.ndarray
+    score: float
+
+
+def propose_moves(labels: np.ndarray, probs: np.ndarray, rng: np.random.Generator, n_best: int = 3, min_size: int = 4) -> list[Move]:
+    """The ``n_best`` repartitions and ``n_best`` merge-and-splits that explain most context.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (N,), int in [0, K)
+    probs : numpy.ndarray, shape (N, K)
+        Class posteriors of every point (their neighbours' rows are the context).
+    rng : numpy.random.Generator
+    n_best : int
+        Candidates of each kind returned.
+    min_size : int
+        Smallest group of points that is split.
+
+    Returns
+    -------
+    list of Move, repartitions first, each kind best first.
+    """
+    k = probs.shape[1]
+    pred, succ = neighbour_context(probs)
+    members = [np.flatnonzero(labels == j) for j in range(k)]
+    reparts: list[tuple[float, str, int, int, np.ndarray, np.ndarray]] = []
+    merges: list[tuple[float, str, int, int, int, np.ndarray]] = []
+    for view, f in (("pred", pred), ("succ", succ), ("both", np.hstack([pred, succ]))):
+        own = [within_scatter(f[m], np.zeros(len(m), dtype=np.int64), 1) for m in members]
+        splits: dict[int, tuple[np.ndarray, float]] = {}
+        for j in range(k):
+            if len(members[j]) >= min_size:
+                side, scatter = two_means(f[members[j]], rng)
+                splits[j] = (side, own[j] - scatter)
+        for i in range(k):
+            for j in range(i + 1, k):
+                union = np.concatenate([members[i], members[j]])
+                if len(union) < min_size:
+                    continue
+                side, scatter = two_means(f[union], rng)
+                reparts.append((own[i] + own[j] - scatter, view, i, j, union, side))
+                cost = within_scatter(f[union], np.zeros(len(union), dtype=np.int64), 1) - own[i] - own[j]
+                for s, (s_side, gain) in splits.items():
+                    if s not in (i, j) and len(members[j]):
+                        merges.append((gain - cost, view, i, j, s, s_side))
+    moves = []
+    for score, view, i, j, union, side in sorted(reparts, key=lambda c: -c[0])[:n_best]:
+        new = labels.copy()
+        # Keep the numbers: the half agreeing most with cluster i stays i.
+        agree = np.count_nonzero(~side & (labels[union] == i)) + np.count_nonzero(side & (labels[union] == j))
+        new[union] = np.where(side, j, i) if 2 * agree >= len(union) else np.where(side, i, j)
+        moves.append(Move(f"repartition {i},{j} by {view}", new, float(score)))
+    for score, view, i, j, s, side in sorted(merges, key=lambda c: -c[0])[:n_best]:
+        new = labels.copy()
+        new[members[j]] = i
+        new[members[s][side]] = j
+        moves.append(Move(f"merge {i},{j} + split {s} by {view}", new, float(score)))
+    return moves
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainFit:
+    """A hidden Markov model with Gaussian emissions fitted by EM from given memberships.
+
+    Attributes
+    ----------
+    log_likelihood : float
+        log p(x_1..x_N) of the sequence under the fitted model.
+    posterior : numpy.ndarray, shape (N, K)
+        P(c_t | all points).
+    prior : numpy.ndarray, shape (N, K)
+        P(c_t | all points but the t-th): the chain's message to the mixture.
+    transitions : numpy.ndarray, shape (K, K)
+    """
+
+    log_likelihood: float
+    posterior: np.ndarray
+    prior: np.ndarray
+    transitions: np.ndarray
+
+
+def emission_log_likelihood(x: np.ndarray, weights: np.ndarray, prior: gmm_core.NIWPrior) -> np.ndarray:
+    """log N(x_n | class k) under the posterior-mean Gaussians fitted with soft ``weights`` (N, K)."""
+    means, prec_chol = gmm_core.point_estimate(gmm_core.weighted_class_posterior(x, weights, prior))
+    return gmm_core.gaussian_log_likelihood(x, means, prec_chol)
+
+
+def chain_fit(x: np.ndarray, weights: np.ndarray, prior: gmm_core.NIWPrior, alpha: float, n_iter: int) -> ChainFit:
+    """Fit emissions and transitions by ``n_iter`` EM iterations from ``weights``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    weights : numpy.ndarray, shape (N, K)
+        Starting memberships (one-hot labels, or posteriors).
+    prior : gmm_core.NIWPrior
+    alpha : float
+        Dirichlet smoothing of the transition rows.
+    n_iter : int
+        EM iterations (0 scores the starting memberships as they are).
+    """
+    w = weights
+    trans = mm_core.transition_matrix(mm_core.expected_counts(w), alpha)
+    for it in range(n_iter + 1):
+        fb = mm_core.forward_backward(emission_log_likelihood(x, w, prior), trans)
+        if it == n_iter:
+            break
+        w = fb.posterior
+        trans = mm_core.transition_matrix(fb.pair_counts, alpha)
+    return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """Outcome of :func:`search`.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray, shape (N,)
+    fit : ChainFit
+        The chain fitted from the final labels.
+    moves : list of str
+        The moves taken, in order, with their gain in nats.
+    """
+
+    labels: np.ndarray
+    fit: ChainFit
+    moves: list[str]
+
+
+def search(
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    rng: np.random.Generator,
+    *,
+    alpha: float = 0.1,
+    max_moves: int = 8,
+    n_best: int = 3,
+    min_gain: float = 10.0,
+    em_iterations: int = 3,
+) -> SearchResult:
+    """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    labels : numpy.ndarray, shape (N,)
+        Current labels.
+    n_classes : int
+    prior : gmm_core.NIWPrior
+    rng : numpy.random.Generator
+    alpha, em_iterations
+        Of :func:`chain_fit`.
+    max_moves : int
+        Most moves taken.
+    n_best : int
+        Candidates of each kind scored per move.
+    min_gain : float
+        Least gain in sequence log-likelihood (nats) for a move to be taken.
+
+    Returns
+    -------
+    SearchResult
+    """
+    eye = np.eye(n_classes)
+    base = chain_fit(x, eye[labels], prior, alpha, em_iterations)
+    taken: list[str] = []
+    for _ in range(max_moves):
+        best: tuple[float, Move, ChainFit] | None = None
+        for move in propose_moves(labels, base.posterior, rng, n_best):
+            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations)
+            gain = fit.log_likelihood - base.log_likelihood
+            if gain >= min_gain and (best is None or gain > best[0]):
+                best = (gain, move, fit)
+        if best is None:
+            break
+        taken.append(f"{best[1].name} (+{best[0]:.1f} nats)")
+        log.debug("took %s", taken[-1])
+        # Adopt the labels of the chain fitted from the move, then rescore them.
+        labels = np.argmax(best[2].posterior, axis=1)
+        base = chain_fit(x, eye[labels], prior, alpha, em_iterations)
+    return SearchResult(labels, base, taken)
+
+
+class ChainPrior:
+    """The Markov chain's message to the mixture, recomputed from the sampler's labels.
+
+    Called with the current labels, it fits the Gaussians to them, runs
+    forward-backward with the current transitions, re-estimates the
+    transitions from the pairwise marginals (one EM step) and returns the log of
+    P(c_t | all points but the t-th), the per-point prior the sampler adds.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    prior : gmm_core.NIWPrior
+    transitions : numpy.ndarray, shape (K, K)
+        Starting transitions.
+    alpha : float
+        Dirichlet smoothing of the transition rows.
+    """
+
+    def __init__(self, x: np.ndarray, prior: gmm_core.NIWPrior, transitions: np.ndarray, alpha: float) -> None:
+        self.x, self.prior, self.alpha = x, prior, alpha
+        self.transitions = transitions
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        k = self.transitions.shape[0]
+        post = gmm_core.class_posterior(self.x, labels, k, self.prior)
+        means, prec_chol = gmm_core.point_estimate(post)
+        fb = mm_core.forward_backward(gmm_core.gaussian_log_likelihood(self.x, means, prec_chol), self.transitions)
+        self.transitions = mm_core.transition_matrix(fb.pair_counts, self.alpha)
+        with np.errstate(divide="ignore"):
+            return np.log(np.maximum(fb.prior, 1e-300))

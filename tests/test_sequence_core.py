@@ -1,0 +1,78 @@
+"""Split/merge moves of a mixture under a Markov chain (actors/sequence_core.py); no Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actors import gmm_core, sequence_core
+from actors.config import GMMConfig
+from actors.gmm import GMMWorker
+from actors.scoring import accuracy
+from messages import Latents
+
+
+def _cycle(rng: np.random.Generator, n: int = 1000, k: int = 5, radius: float = 4.0):
+    """Points of a deterministic k-cycle, each class a unit Gaussian on a circle."""
+    y = np.arange(n) % k
+    angles = 2.0 * np.pi * np.arange(k) / k
+    centres = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return centres[y] + rng.normal(size=(n, 2)), y
+
+
+def _planted(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A local optimum for EM: classes 3 and 4 share label 3, class 0 is split over labels 0 and 4."""
+    bad = y.copy()
+    bad[y == 4] = 3
+    bad[(y == 0) & (rng.random(y.shape[0]) < 0.5)] = 4
+    return bad
+
+
+def test_two_means_separates_two_groups() -> None:
+    rng = np.random.default_rng(0)
+    f = np.concatenate([rng.normal(0.0, 0.1, size=(30, 3)), rng.normal(1.0, 0.1, size=(20, 3))])
+    side, scatter = sequence_core.two_means(f, rng)
+    assert len(set(side[:30])) == 1 and len(set(side[30:])) == 1 and side[0] != side[-1]
+    assert scatter < sequence_core.within_scatter(f, np.zeros(50, dtype=np.int64), 1) / 10
+
+
+def test_search_repairs_a_merged_and_a_split_class() -> None:
+    rng = np.random.default_rng(1)
+    x, y = _cycle(rng)
+    bad = _planted(y, rng)
+    prior = gmm_core.default_prior(x)
+    stuck = sequence_core.chain_fit(x, np.eye(5)[bad], prior, alpha=0.1, n_iter=3)
+    assert accuracy(np.argmax(stuck.posterior, 1), y) < 0.9  # EM alone stays in the local optimum
+    found = sequence_core.search(x, bad, 5, prior, np.random.default_rng(2), max_moves=4)
+    assert found.moves and accuracy(found.labels, y) > 0.99
+    assert found.fit.log_likelihood > stuck.log_likelihood + 100
+    np.testing.assert_allclose(found.fit.transitions.sum(axis=1), 1.0)
+
+
+def test_search_takes_no_move_when_none_helps() -> None:
+    rng = np.random.default_rng(3)
+    x, y = _cycle(rng)
+    found = sequence_core.search(x, y, 5, gmm_core.default_prior(x), rng, max_moves=4)
+    assert found.moves == [] and np.array_equal(found.labels, y)
+
+
+def test_chain_prior_is_a_normalised_log_prior() -> None:
+    rng = np.random.default_rng(4)
+    x, y = _cycle(rng, n=300)
+    chain = sequence_core.ChainPrior(x, gmm_core.default_prior(x), np.full((5, 5), 0.2), alpha=0.1)
+    log_prior = chain(y)
+    np.testing.assert_allclose(np.exp(log_prior).sum(axis=1), 1.0)
+    assert np.all(np.argmax(chain.transitions, 1) == (np.arange(5) + 1) % 5)
+
+
+def test_sequence_worker_is_deterministic() -> None:
+    rng = np.random.default_rng(5)
+    x, y = _cycle(rng, n=600)
+    lat = Latents(sender="v", receiver="g", round=0, z=x)
+    outs = []
+    for _ in range(2):
+        w = GMMWorker(GMMConfig(n_components=5, n_sweeps=20), "g", "m", "v", np.random.SeedSequence(6), sequence=True)
+        post, _, report = w.update(0, lat)
+        outs.append(post.probs)
+        assert accuracy(np.argmax(post.probs, 1), y) > 0.99
+        assert isinstance(report["moves"], list)
+    np.testing.assert_array_equal(outs[0], outs[1])
