@@ -114,6 +114,12 @@ def class_posterior(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: NI
         xbar[j] = sums[j] / rows.shape[0]
         centred = rows - xbar[j]
         scatter[j] = centred.T @ centred
+    return _niw_update(prior, counts, sums, xbar, scatter)
+
+
+def _niw_update(prior: NIWPrior, counts: np.ndarray, sums: np.ndarray, xbar: np.ndarray, scatter: np.ndarray) -> ClassPosterior:
+    """Conjugate NIW update from per-class counts (K,), sums and means (K, d) and scatters (K, d, d)."""
+    d = xbar.shape[1]
     kappa_n = prior.kappa + counts
     dof_n = prior.dof + counts
     mean_n = (prior.kappa * prior.mean[None, :] + sums) / kappa_n[:, None]
@@ -146,14 +152,7 @@ def weighted_class_posterior(x: np.ndarray, weights: np.ndarray, prior: NIWPrior
     for j in range(n_classes):  # K BLAS calls; K is small.
         centred = x - xbar[j]
         scatter[j] = (centred * weights[:, j, None]).T @ centred
-    kappa_n = prior.kappa + counts
-    dof_n = prior.dof + counts
-    mean_n = (prior.kappa * prior.mean[None, :] + sums) / kappa_n[:, None]
-    diff = xbar - prior.mean[None, :]
-    shrink = (prior.kappa * counts / kappa_n)[:, None, None]
-    scale_n = prior.scale[None] + scatter + shrink * np.einsum("kd,ke->kde", diff, diff)
-    scale_n = 0.5 * (scale_n + np.transpose(scale_n, (0, 2, 1))) + 1e-9 * np.eye(d)[None]
-    return ClassPosterior(counts=counts, kappa=kappa_n, dof=dof_n, mean=mean_n, scale=scale_n)
+    return _niw_update(prior, counts, sums, xbar, scatter)
 
 
 def _cholesky(mats: np.ndarray, what: str) -> np.ndarray:
