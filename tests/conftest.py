@@ -16,6 +16,22 @@ def mnist_path() -> Path:
     return Path(os.environ.get("SERKET_RAY_MNIST_NPZ", DEFAULT_NPZ))
 
 
+def digits_graph(n: int, epochs: int, batch_size: int, sweeps: int, latent_dim: int = 8) -> list:
+    """The tutorial's graph (Observation -> VAE -> GMM -> MM) on the first ``n`` embedded digits."""
+    from actors import GMM, VAE, MarkovModel, Observation
+    from orchestrator.data import default_digits
+
+    images, labels = default_digits()
+    obs = Observation(images[:n])
+    vae = VAE(latent_dim, itr=epochs, batch_size=batch_size)
+    gmm = GMM(10, itr=sweeps, category=labels[:n])
+    mm = MarkovModel()
+    vae.connect(obs)
+    gmm.connect(vae)
+    mm.connect(gmm)
+    return [obs, vae, gmm, mm]
+
+
 @pytest.fixture(scope="session")
 def mnist() -> tuple[np.ndarray, np.ndarray]:
     """(images in [0, 1] (3000, 784), labels (3000,)) ordered 0,1,...,9,0,..."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import mnist_path
 
 from messages.errors import DataError
 from orchestrator.data import write_idx
@@ -29,18 +29,13 @@ from orchestrator.mnist import (
     tutorial_mnist,
 )
 
-DEFAULT_NPZ = Path(__file__).resolve().parents[2] / "shared/data/mnist_seq3000.npz"
 NAMES = tuple(MNIST_FILES)
-
-
-def _npz_path() -> Path:
-    return Path(os.environ.get("SERKET_RAY_MNIST_NPZ", DEFAULT_NPZ))
 
 
 @pytest.fixture(scope="module")
 def tutorial() -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's (images uint8 (3000, 784), labels (3000,)), ordered 0,1,...,9,0,..."""
-    path = _npz_path()
+    path = mnist_path()
     if not path.exists():
         pytest.fail(f"the tutorial's data should be at {path} (set SERKET_RAY_MNIST_NPZ), got nothing there")
     with np.load(path) as d:

@@ -6,26 +6,17 @@ import json
 import time
 
 import pytest
+from conftest import digits_graph
 
-from actors import GMM, VAE, MarkovModel, Observation
 from messages.errors import ConfigError
 from orchestrator import Orchestrator
-from orchestrator.data import default_digits
 from orchestrator.executor import bundle_of, shortfall
 
 pytestmark = pytest.mark.ray
 
 
 def _modules(n: int = 600, epochs: int = 3) -> list:
-    images, labels = default_digits()
-    obs = Observation(images[:n])
-    vae = VAE(8, itr=epochs, batch_size=200)
-    gmm = GMM(10, itr=10, category=labels[:n])
-    mm = MarkovModel()
-    vae.connect(obs)
-    gmm.connect(vae)
-    mm.connect(gmm)
-    return [obs, vae, gmm, mm]
+    return digits_graph(n, epochs, batch_size=200, sweeps=10)
 
 
 def _alive_actors(ray) -> int:

@@ -6,26 +6,17 @@ import argparse
 import json
 
 import pytest
+from conftest import digits_graph
 
-from actors import GMM, VAE, MarkovModel, Observation
 from orchestrator import Orchestrator
 from orchestrator.cli import main, parse_seeds
-from orchestrator.data import default_digits
 from orchestrator.sweep import SweepResult, SweepRow, pipelines_that_fit, sweep
 
 EPOCHS, ROUNDS, N = 5, 2, 900
 
 
 def _build() -> list:
-    images, labels = default_digits()
-    obs = Observation(images[:N])
-    vae = VAE(8, itr=EPOCHS, batch_size=300)
-    gmm = GMM(10, itr=15, category=labels[:N])
-    mm = MarkovModel()
-    vae.connect(obs)
-    gmm.connect(vae)
-    mm.connect(gmm)
-    return [obs, vae, gmm, mm]
+    return digits_graph(N, EPOCHS, batch_size=300, sweeps=15)
 
 
 def test_parse_seeds_takes_ranges_and_lists() -> None:
