@@ -33,6 +33,8 @@ class Module:
     kind: ClassVar[str] = "module"
     learnable: ClassVar[bool] = True
     below_kinds: ClassVar[tuple[str, ...]] = ()
+    #: Whether the worker has a ``progress()`` method to poll during an update.
+    reports_progress: ClassVar[bool] = False
 
     def __init__(self, name: str, mode: str = "learn") -> None:
         if not isinstance(name, str) or not name.isidentifier():

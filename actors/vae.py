@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class VAE(Module):
 
     kind = "vae"
     below_kinds = ("observation",)
+    reports_progress = True
 
     def __init__(
         self,
@@ -133,8 +135,9 @@ class VAEWorker:
         decoder: nn.Module | None = None,
         num_threads: int | None = None,
     ) -> None:
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
+        self.num_threads = int(num_threads) if num_threads else None
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
         self.config = config
         self.name, self.above, self.below = name, above, below
         self.rng = numpy_generator(seed)
@@ -148,6 +151,35 @@ class VAEWorker:
         self.optimizer: torch.optim.Optimizer | None = None
         self._data_key: tuple[int, int] | None = None
         self._data: torch.Tensor | None = None
+        # Progress of the update in flight: passed to on_epoch in-process, pushed to a
+        # sink actor on Ray (at most every PUSH_INTERVAL s).  Training stays on the
+        # actor's main thread: torch runs ~1.6x slower on any other thread here.
+        self._progress: dict[str, Any] = {"round": None, "epoch": 0, "epochs": config.epochs, "loss": None, "seconds": 0.0}
+        self._started = self._pushed = time.perf_counter()
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None
+        self._sink: Any = None
+        # The first optimiser built in a process imports torch._dynamo (~1.4 s here):
+        # pay that when the actor starts, not inside the first update.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+    PUSH_INTERVAL = 0.25
+
+    def watch(self, sink: Any) -> None:
+        """Push progress during updates to ``sink.report.remote(name, info)`` (a Ray actor), or stop with None."""
+        self._sink = sink
+
+    def progress(self) -> dict[str, Any]:
+        """The last update's ``round``, ``epoch`` done of ``epochs``, last epoch's ``loss``, ``seconds``."""
+        return dict(self._progress)
+
+    def _epoch_done(self, epoch: int, loss: float) -> None:
+        now = time.perf_counter()
+        self._progress = {**self._progress, "epoch": epoch, "loss": float(loss), "seconds": now - self._started}
+        if self.on_epoch is not None:
+            self.on_epoch(dict(self._progress))
+        if self._sink is not None and (now - self._pushed >= self.PUSH_INTERVAL or epoch == self._progress["epochs"]):
+            self._sink.report.remote(self.name, dict(self._progress))  # fire and forget
+            self._pushed = now
 
     def _build(self, input_dim: int) -> None:
         self._build_networks(input_dim, int(torch.randint(0, 2**62, (1,), generator=self.generator)))
@@ -178,7 +210,10 @@ class VAEWorker:
         reconstruction : Reconstruction, x_hat (N, D) to the observation
         report : dict with ``loss`` (epochs,), ``log_var`` (N, d), ``seconds``
         """
-        start = time.perf_counter()
+        start = self._started = time.perf_counter()
+        self._progress = {"round": round, "epoch": 0, "epochs": self.config.epochs, "loss": None, "seconds": 0.0}
+        if self.num_threads:  # per thread under OpenMP: the update may run on a pool thread
+            torch.set_num_threads(self.num_threads)
         x = self._tensor(data.data)
         n, dim = x.shape
         if self.net is None or not self.config.warm_start:
@@ -190,7 +225,7 @@ class VAEWorker:
             mu = torch.as_tensor(np.asarray(prior_means.means, dtype=np.float32), device=self.device)
         losses = vae_core.train_epochs(
             self.net, self.optimizer, x, mu, self.config.epochs, min(self.config.batch_size, n),
-            self.config.kl_weight, self.config.reconstruction, self.generator,
+            self.config.kl_weight, self.config.reconstruction, self.generator, self._epoch_done,
         )
         enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
         seconds = time.perf_counter() - start

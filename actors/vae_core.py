@@ -9,6 +9,7 @@ batch.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -92,6 +93,7 @@ def train_epochs(
     kl_weight: float,
     reconstruction: str,
     generator: torch.Generator,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
     """Train for ``epochs`` passes over shuffled mini-batches.
 
@@ -102,6 +104,8 @@ def train_epochs(
     generator : torch.Generator
         CPU generator driving the shuffles and the noise, so results do not
         depend on the device's own RNG.
+    on_epoch : callable, optional
+        Called after each epoch with (epochs done, that epoch's mean loss).
 
     Returns
     -------
@@ -125,6 +129,8 @@ def train_epochs(
             optimizer.step()
             total += loss.detach()
         losses[epoch] = float(total) / n
+        if on_epoch is not None:
+            on_epoch(epoch + 1, losses[epoch])
     return losses
 
 

@@ -17,7 +17,7 @@ from orchestrator import resume as resume_mod
 from orchestrator.checkpoint import atomic_write_json
 from orchestrator.executor import check_address
 from orchestrator.graph import build_graph
-from orchestrator.session import Session, UpdateRecord
+from orchestrator.session import ProgressCallback, Session, UpdateRecord
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ class Orchestrator:
             check_address(address)
         self.session = Session(self.graph, out_dir, seed=seed, address=address, backend=backend, resources=resources, **session_options)
 
-    def run(self, rounds: int, on_update: Callable[[UpdateRecord], None] | None = None) -> RunResult:
+    def run(
+        self, rounds: int, on_update: Callable[[UpdateRecord], None] | None = None, on_progress: ProgressCallback | None = None,
+    ) -> RunResult:
         """Run ``rounds`` rounds; each updates every module once, bottom-up.
 
         Parameters
@@ -109,21 +111,26 @@ class Orchestrator:
             Number of rounds.
         on_update : callable, optional
             Called with each :class:`UpdateRecord` (progress display).
+        on_progress : callable, optional
+            Called as ``on_progress(module name, info)`` while the VAE trains
+            (epochs done, loss, seconds); see :meth:`Session.update`.
         """
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
         self.session.extra["target_rounds"] = rounds
         self.session.write_manifest()  # a run killed before its first update can still be resumed
-        return self._schedule(rounds, on_update)
+        return self._schedule(rounds, on_update, on_progress)
 
-    def _schedule(self, rounds: int, on_update: Callable[[UpdateRecord], None] | None) -> RunResult:
+    def _schedule(
+        self, rounds: int, on_update: Callable[[UpdateRecord], None] | None, on_progress: ProgressCallback | None = None,
+    ) -> RunResult:
         start = time.perf_counter()
-        self.session.start()
+        self.session.start(watch_progress=on_progress is not None)
         for r in range(rounds):
             for module in self.graph.learnable:
                 if self.session.rounds[module] > r:  # done before a resume
                     continue
-                record = self.session.update(module)
+                record = self.session.update(module, on_progress)
                 if on_update is not None:
                     on_update(record)
         total = time.perf_counter() - start
@@ -142,6 +149,7 @@ class Orchestrator:
         from_last_intact: bool = False,
         backend: str | None = None,
         on_update: Callable[[UpdateRecord], None] | None = None,
+        on_progress: ProgressCallback | None = None,
         **session_options: Any,
     ) -> RunResult:
         """Continue the run in ``out_dir`` from its last completed update.
@@ -197,7 +205,7 @@ class Orchestrator:
         checkpoint.remove_leftovers(out)
         orch.session.restore(intact)
         try:
-            return orch._schedule(target, on_update)
+            return orch._schedule(target, on_update, on_progress)
         finally:
             orch.close()
 

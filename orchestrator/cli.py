@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from messages.errors import SerketRayError
 from orchestrator.data import SCALE_MODES
+from orchestrator.progress import ProgressDisplay
 
 log = logging.getLogger("serket_ray.cli")
 
@@ -247,19 +247,6 @@ def graph_from_recorded_args(recorded: dict[str, Any]) -> list[Any]:
     return build_graph_from_args(args, data, labels)
 
 
-def _progress(rounds: int, quiet: bool) -> Any:
-    started = time.perf_counter()
-
-    def show(rec: Any) -> None:
-        if quiet:
-            return
-        extra = f"  accuracy {rec.scalars['accuracy']:.4f}" if "accuracy" in rec.scalars else ""
-        print(f"round {rec.round + 1}/{rounds}  {rec.module:<16} {rec.seconds:7.2f} s  "
-              f"(elapsed {time.perf_counter() - started:7.1f} s){extra}", flush=True)
-
-    return show
-
-
 def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
     summary = {
         "out": str(out),
@@ -300,7 +287,8 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.quiet:
         print(f"data: {source}: {describe(data, labels)}", flush=True)
     try:
-        result = orch.run(args.rounds, on_update=_progress(args.rounds, args.quiet))
+        shown = ProgressDisplay(args.rounds, args.quiet)
+        result = orch.run(args.rounds, on_update=shown.on_update, on_progress=shown.on_progress)
     finally:
         orch.close()
     if getattr(args, "report", False):
@@ -388,9 +376,10 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
 
     manifest = load_manifest(args.out)
     rounds = args.rounds or manifest.get("target_rounds") or 0
+    shown = ProgressDisplay(rounds, args.quiet)
     result = Orchestrator.resume(
         args.out, rounds=args.rounds, address=args.address, from_last_intact=args.from_last_intact, backend=args.backend,
-        on_update=_progress(rounds, args.quiet), resources=args.resources, reserve_timeout=args.reserve_timeout,
+        on_update=shown.on_update, on_progress=shown.on_progress, resources=args.resources, reserve_timeout=args.reserve_timeout,
     )
     if result.already_complete and not args.quiet:
         print(f"{args.out} is already complete ({rounds} rounds); nothing changed")

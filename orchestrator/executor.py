@@ -48,6 +48,10 @@ class LocalExecutor:
     def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
         return list(refs)
 
+    def wait(self, refs: list[Any], timeout: float) -> bool:
+        """Whether every result is ready (in this process a call has returned when it is)."""
+        return True
+
     def is_actor_failure(self, exc: BaseException) -> bool:
         return False
 
@@ -375,6 +379,11 @@ class RayExecutor:
 
     def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
         return list(self._ray.get(refs, timeout=timeout))
+
+    def wait(self, refs: list[Any], timeout: float) -> bool:
+        """Whether every result is ready (or failed) within ``timeout`` seconds."""
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=False)
+        return len(ready) == len(refs)
 
     def node_of(self, worker: Any) -> dict[str, Any]:
         return self._ray.get(worker.__ray_call__.remote(_where), timeout=120)

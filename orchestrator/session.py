@@ -7,11 +7,13 @@ session, created on the first call) and :class:`orchestrator.Orchestrator`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,12 @@ from messages.errors import ConfigError
 from orchestrator import checkpoint
 from orchestrator.executor import LocalExecutor, RayExecutor, auto_resources, threads_for
 from orchestrator.graph import Graph, build_graph
+from orchestrator.progress import ProgressBoard
 
 log = logging.getLogger(__name__)
+
+#: ``on_progress(module name, info)``; see :meth:`Session.update`.
+ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 @dataclasses.dataclass
@@ -69,6 +75,8 @@ class Session:
     reserve_timeout : float
         Seconds to wait for the run's resources before refusing with a
         :class:`ConfigError` that names what is missing.
+    progress_interval : float
+        Seconds between two polls of a training worker's progress (Ray only).
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class Session:
         timeout: float = 3600.0,
         placement_strategy: str = "PACK",
         reserve_timeout: float = 60.0,
+        progress_interval: float = 0.5,
     ) -> None:
         if backend not in ("ray", "local"):
             raise ConfigError(f"backend should be 'ray' or 'local', got {backend!r}")
@@ -108,6 +117,8 @@ class Session:
         self.started = time.time()
         self.max_retries = int(max_retries)
         self.timeout = float(timeout)
+        self.progress_interval = float(progress_interval)
+        self._board: Any = None  # a ProgressBoard actor, started when progress is first watched on Ray
         self.extra: dict[str, Any] = {}  # e.g. target rounds, CLI arguments
         self.fingerprint = data_fingerprint(graph, self.labels)
 
@@ -118,9 +129,15 @@ class Session:
         return None
 
     # -- start-up -----------------------------------------------------------
-    def start(self) -> None:
+    def start(self, watch_progress: bool = False) -> None:
         """Start the executor (Ray), reserve every worker's resources at once, then
         start one worker per learnable module.
+
+        Parameters
+        ----------
+        watch_progress : bool
+            Also start the small actor that collects training progress (Ray), so
+            that the first update's progress shows too.
 
         Raises
         ------
@@ -149,6 +166,8 @@ class Session:
                 self.workers[module] = self._start_worker(module)
             for module, worker in self.workers.items():
                 self._record_placement(module, worker)
+            if watch_progress and self.backend == "ray" and any(m.reports_progress for m in learnable):
+                self.executor.get(self.executor.call(self._progress_board(), "latest", 1, name=""), timeout=self.reserve_timeout)
         except BaseException:
             executor.shutdown()
             self.executor = None
@@ -167,12 +186,21 @@ class Session:
         return auto_resources(module.kind) if res == "auto" else dict(res)
 
     # -- one update ---------------------------------------------------------
-    def update(self, module: Module) -> UpdateRecord:
+    def update(self, module: Module, on_progress: ProgressCallback | None = None) -> UpdateRecord:
         """Run one update of ``module`` with the latest messages addressed to it.
 
         If the module's actor dies or the update exceeds ``timeout`` seconds, a
         new actor is started, restored from the module's last checkpoint, and the
         update is retried up to ``max_retries`` times.
+
+        Parameters
+        ----------
+        module : Module
+        on_progress : callable, optional
+            Called as ``on_progress(name, info)`` while a module that reports
+            progress (the VAE) trains: after every epoch in-process, every
+            ``progress_interval`` seconds on Ray, and once when it is done.  ``info``
+            has ``round``, ``epoch``, ``epochs``, ``loss`` and ``seconds``.
         """
         if module not in self.rounds:
             raise ConfigError(f"{module!r} is not a learnable module of this session's graph")
@@ -186,8 +214,13 @@ class Session:
             attempt += 1
             try:
                 inbox = {key: self.refs[(src, idx)] for key, (src, idx) in module.inbox_sources().items() if (src, idx) in self.refs}
+                watch = on_progress if module.reports_progress else None
+                if module.reports_progress and self.backend == "local":  # called in-process after each epoch
+                    self.workers[module].on_epoch = None if watch is None else functools.partial(watch, name)
+                elif module.reports_progress:  # pushed to a board actor; runs before update (calls are ordered)
+                    self.executor.call(self.workers[module], "watch", 1, sink=None if watch is None else self._progress_board())
                 out_refs = self.executor.call(self.workers[module], "update", len(names), round=round_index, **inbox)
-                values = self.executor.get(out_refs, timeout=self.timeout)
+                values = self._await(module, round_index, out_refs, None if self.backend == "local" else watch)
                 state = self.executor.get(self.executor.call(self.workers[module], "get_state", 1), timeout=self.timeout)[0]
                 break
             except Exception as exc:  # noqa: BLE001 - only actor failures are retried, see _is_actor_failure
@@ -217,6 +250,27 @@ class Session:
         self.rounds[module] = round_index + 1
         self.write_manifest()
         return record
+
+    def _progress_board(self) -> Any:
+        if self._board is None:
+            self._board = self.executor.start("progress", ProgressBoard, (), {"num_cpus": 0})
+        return self._board
+
+    def _await(self, module: Module, round_index: int, refs: list[Any], on_progress: ProgressCallback | None) -> list[Any]:
+        """The update's results within ``timeout`` seconds, polling its progress meanwhile."""
+        if on_progress is None:
+            return self.executor.get(refs, timeout=self.timeout)
+        name = self.graph.name(module)
+        t0 = time.perf_counter()
+        left = self.timeout
+        while left > 0 and not self.executor.wait(refs, timeout=min(self.progress_interval, left)):
+            info = self.executor.get(self.executor.call(self._progress_board(), "latest", 1, name=name), timeout=max(left, 0.001))[0]
+            if info is not None and info.get("round") == round_index:  # not a report left from the last round
+                on_progress(name, info)
+            left = self.timeout - (time.perf_counter() - t0)
+        values = self.executor.get(refs, timeout=max(left, 0.001))
+        on_progress(name, self.executor.get(self.executor.call(self.workers[module], "progress", 1), timeout=self.timeout)[0])
+        return values
 
     def _start_worker(self, module: Module) -> Any:
         index = self.graph.modules.index(module)

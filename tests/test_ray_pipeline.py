@@ -31,14 +31,26 @@ def _graph(images, labels, epochs=20):
 def ray_run(ray_session, mnist, tmp_path_factory):
     images, labels = mnist
     out = tmp_path_factory.mktemp("ray_run")
-    orch = Orchestrator(list(_graph(images, labels)), out, seed=0)
-    result = orch.run(2)
+    orch = Orchestrator(list(_graph(images, labels)), out, seed=0, progress_interval=0.1)
+    seen: list[tuple[str, dict]] = []
+    result = orch.run(2, on_progress=lambda name, info: seen.append((name, info)))
     orch.close()
-    return out, result
+    return out, result, seen
+
+
+def test_the_vae_actor_reports_its_epochs_while_it_trains(ray_run) -> None:
+    seen = ray_run[2]
+    assert {name for name, _ in seen} == {"module001_vae"}
+    for rnd in (0, 1):
+        epochs = [info["epoch"] for _, info in seen if info["round"] == rnd]
+        assert epochs == sorted(epochs) and epochs[-1] == 20  # polled while training, then once when done
+        assert any(0 < e < 20 for e in epochs), epochs  # at least one poll caught it mid-training
+    last = [info for _, info in seen if info["epoch"] == 20][-1]
+    assert last["loss"] > 0 and last["seconds"] > 0 and last["epochs"] == 20
 
 
 def test_two_rounds_on_ray_write_every_file_and_classify_well(ray_run, mnist) -> None:
-    out, result = ray_run
+    out, result, _ = ray_run
     _, labels = mnist
     assert len(result.accuracy) == 2
     assert result.final_accuracy > 0.4  # chance is 0.1
@@ -71,7 +83,7 @@ def test_two_rounds_on_ray_write_every_file_and_classify_well(ray_run, mnist) ->
 
 
 def test_ray_run_equals_in_process_run_with_same_seed(ray_run, mnist, tmp_path) -> None:
-    out, _ = ray_run
+    out, _, _ = ray_run
     images, labels = mnist
     Orchestrator(list(_graph(images, labels)), tmp_path, seed=0, backend="local").run(2)
     for f in ("module002_gmm/class_learn.txt", "module003_mm/trans_prob_learn.txt", "module001_vae/z_learn.txt"):
