@@ -191,7 +191,10 @@ class MMConfig(_Config):
     n_samples : int
         Draws for ``counts="sampled"`` (Serket's ``num_samp``).
     em_iterations : int
-        Baum-Welch iterations of the transitions per update (``pairwise`` only).
+        Most Baum-Welch iterations of the transitions per update (``pairwise`` only).
+    em_tolerance : float
+        Stop those iterations once no transition probability moves by more than
+        this (0: always run ``em_iterations``).
     """
 
     message: str = "forward-backward"
@@ -199,6 +202,7 @@ class MMConfig(_Config):
     alpha: float = 0.1
     n_samples: int = 100
     em_iterations: int = 10
+    em_tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
         _check_choice("message", self.message, ("forward-backward", "serket"))
@@ -206,3 +210,4 @@ class MMConfig(_Config):
         _check_float("alpha", self.alpha, 0.0)
         _check_int("n_samples", self.n_samples, 1)
         _check_int("em_iterations", self.em_iterations, 1)
+        _check_float("em_tolerance", self.em_tolerance, 0.0, strict=False)

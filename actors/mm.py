@@ -83,7 +83,6 @@ class MMWorker:
         start = time.perf_counter()
         cfg = self.config
         probs = posteriors.probs
-        k = probs.shape[1]
         if probs.shape[0] < 2:
             raise ConfigError(f"a Markov model needs a sequence of at least 2 points, got {probs.shape[0]}")
         if posteriors.log_likelihood is not None:
@@ -96,20 +95,15 @@ class MMWorker:
         else:
             counts = mm_core.expected_counts(probs)
         trans = mm_core.transition_matrix(counts, cfg.alpha)
+        fb: mm_core.ForwardBackward | None = None
         if cfg.counts == "pairwise":
-            if self.transitions is not None and self.transitions.shape == (k, k):
-                # Warm start, unless the mixture has renumbered clusters since the last
-                # update: start from whichever explains the sequence better.
-                warm = mm_core.forward_backward(log_em, self.transitions).log_likelihood
-                if warm >= mm_core.forward_backward(log_em, trans).log_likelihood:
-                    trans = self.transitions
-            for _ in range(cfg.em_iterations):  # Baum-Welch on the transitions, emissions fixed
-                fb = mm_core.forward_backward(log_em, trans)
-                counts = fb.pair_counts
-                trans = mm_core.transition_matrix(counts, cfg.alpha)
+            trans, fb, iterations = self._baum_welch(log_em, trans)
+            counts = fb.pair_counts
+            log.debug("%s round %d: %d Baum-Welch iterations", self.name, round, iterations)
         self.transitions = trans
         if cfg.message == "forward-backward":
-            fb = mm_core.forward_backward(log_em, trans)
+            if fb is None:
+                fb = mm_core.forward_backward(log_em, trans)
             msg, log_lik = fb.prior, fb.log_likelihood
         else:
             msg = mm_core.one_step_message(probs, trans)
@@ -117,6 +111,36 @@ class MMWorker:
         log.info("%s round %d: message %s, %.3f s", self.name, round, cfg.message, seconds)
         prior = ClassPrior(sender=self.name, receiver=self.below, round=round, probs=msg)
         return prior, {"transitions": trans, "counts": counts, "log_likelihood": log_lik, "seconds": seconds}
+
+    def _baum_welch(self, log_em: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, mm_core.ForwardBackward, int]:
+        """Re-estimate the transitions with the emissions fixed.
+
+        Starts from ``trans`` (counted from the posteriors) or, unless the mixture has
+        renumbered its clusters since the last update, from the last update's
+        transitions, whichever explains the sequence better.  Each iteration is one
+        forward-backward pass; the pass of the final transitions is returned too, so
+        the message costs no extra pass.
+
+        Returns
+        -------
+        trans : numpy.ndarray, shape (K, K)
+        fb : ForwardBackward under ``trans``
+        iterations : int
+        """
+        cfg = self.config
+        fb = mm_core.forward_backward(log_em, trans)
+        if self.transitions is not None and self.transitions.shape == trans.shape:
+            warm = mm_core.forward_backward(log_em, self.transitions)
+            if warm.log_likelihood >= fb.log_likelihood:
+                trans, fb = self.transitions, warm
+        iterations = 0
+        while iterations < cfg.em_iterations:
+            new = mm_core.transition_matrix(fb.pair_counts, cfg.alpha)
+            moved = float(np.abs(new - trans).max())
+            trans, fb, iterations = new, mm_core.forward_backward(log_em, new), iterations + 1
+            if moved <= cfg.em_tolerance:
+                break
+        return trans, fb, iterations
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue: the transitions and RNG state."""

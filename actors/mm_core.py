@@ -153,14 +153,16 @@ def forward_backward(
     eb = e_pad.reshape(n_blocks, length, k)
 
     # Pass 1: each block's transfer product S_b = G_first ... G_last, G_t = A_t diag(e_t),
-    # where A_0 = 1 pi0^T and A_t = T otherwise.  Rescaled each step (log scale kept).
-    s = np.broadcast_to(np.eye(k), (n_blocks, k, k)).copy()
-    log_scale = np.zeros(n_blocks)
-    for i in range(length):
-        g = trans[None, :, :] * eb[:, i, None, :]
-        if i == 0:
-            g[0] = pi0[None, :] * eb[0, 0][None, :]
-        s = s @ g
+    # where A_0 = 1 pi0^T and A_t = T otherwise.  Rescaled each step (log scale kept);
+    # S T for all blocks at once is one (n_blocks K, K) x (K, K) product.
+    s = trans[None, :, :] * eb[:, 0, None, :]
+    s[0] = pi0[None, :] * eb[0, 0][None, :]
+    m = s.max(axis=(1, 2))
+    s /= m[:, None, None]
+    log_scale = np.log(m)
+    for i in range(1, length):
+        s = (s.reshape(n_blocks * k, k) @ trans).reshape(n_blocks, k, k)
+        s *= eb[:, i, None, :]
         m = s.max(axis=(1, 2))
         s /= m[:, None, None]
         log_scale += np.log(m)
@@ -200,15 +202,12 @@ def forward_backward(
     beta = beta.reshape(-1, k)[:n]
     prior = _normalise(pred * beta)
     posterior = _normalise(prior * e)
-    # Pairwise marginals: xi_t(j, k) ∝ filt_{t}(j) T_jk e_{t+1}(k) beta_{t+1}(k).
+    # Pairwise marginals: xi_t(j, k) = filt_t(j) T_jk r_{t+1}(k) / z_t with r = e * beta and
+    # z_t = filt_t . (T r_{t+1}); summed over t this is one (K, N) x (N, K) product.
     filt = _normalise(pred * e)
     right = e[1:] * beta[1:]
-    pair_counts = np.zeros((k, k))
-    for start in range(0, n - 1, 65536):  # bounded memory for long sequences
-        stop = min(start + 65536, n - 1)
-        xi = filt[start:stop, :, None] * trans[None] * right[start:stop, None, :]
-        xi /= xi.sum(axis=(1, 2), keepdims=True)
-        pair_counts += xi.sum(axis=0)
+    z = np.einsum("tj,tj->t", filt[:-1], right @ trans.T)
+    pair_counts = trans * ((filt[:-1] / z[:, None]).T @ right)
     return ForwardBackward(
         prior=prior,
         posterior=posterior,
