@@ -142,10 +142,11 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     print(json.dumps(rows[-1]), flush=True)
     ray.shutdown()
     gmm_t, mm_t = _replay_gmm_mm(out, args.rounds)
-    in_run = {kind: [next(v for k, v in secs.items() if k.endswith("_" + kind)) for secs in res.seconds] for kind in ("gmm", "mm")}
+    updates = json.loads((out / "run.json").read_text())["updates"]
+    in_run = {kind: [round(u["compute_seconds"], 3) for u in updates if u["module"].endswith("_" + kind)] for kind in ("gmm", "mm")}
     rows.append({"part": "speed", "what": "GMM update (N=3000, d=18, K=10, 100 sweeps + split/merge search), per round",
-                 "replayed_s": gmm_t, "in_run_s": in_run["gmm"], "target": "<= 1 s"})
-    rows.append({"part": "speed", "what": "MM update (N=3000, K=10), per round", "replayed_s": mm_t, "in_run_s": in_run["mm"], "target": "<= 0.05 s"})
+                 "replayed_s": gmm_t, "in_actor_s": in_run["gmm"], "target": "<= 1 s"})
+    rows.append({"part": "speed", "what": "MM update (N=3000, K=10), per round", "replayed_s": mm_t, "in_actor_s": in_run["mm"], "target": "<= 0.05 s"})
     print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
 
 

@@ -146,6 +146,7 @@ class Session:
             ``reserve_timeout`` seconds (nothing is left running).
         """
         if self.executor is not None:
+            self._watch(watch_progress)
             return
         executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
         learnable = list(self.graph.learnable)
@@ -166,8 +167,7 @@ class Session:
                 self.workers[module] = self._start_worker(module)
             for module, worker in self.workers.items():
                 self._record_placement(module, worker)
-            if watch_progress and self.backend == "ray" and any(m.reports_progress for m in learnable):
-                self.executor.get(self.executor.call(self._progress_board(), "latest", 1, name=""), timeout=self.reserve_timeout)
+            self._watch(watch_progress)
         except BaseException:
             executor.shutdown()
             self.executor = None
@@ -250,6 +250,11 @@ class Session:
         self.rounds[module] = round_index + 1
         self.write_manifest()
         return record
+
+    def _watch(self, watch_progress: bool) -> None:
+        """Start the progress board now (not at the first update) when progress is wanted on Ray."""
+        if watch_progress and self.backend == "ray" and any(m.reports_progress for m in self.graph.learnable):
+            self.executor.get(self.executor.call(self._progress_board(), "latest", 1, name=""), timeout=self.reserve_timeout)
 
     def _progress_board(self) -> Any:
         if self._board is None:
