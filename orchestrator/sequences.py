@@ -87,7 +87,8 @@ def random_transitions(
     for i in range(k):
         succ = np.flatnonzero(support[i])
         m[i, succ] = rng.dirichlet(np.full(len(succ), concentration))
-    # Tiny weights could make Sinkhorn crawl; a relative epsilon on the support keeps it fast.
+    # Sinkhorn converges on a union of permutations, but slowly when a Dirichlet weight is
+    # tiny; 1e-6 more on every supported entry keeps it to a few hundred iterations.
     m = _sinkhorn(np.where(support, m + 1e-6, 0.0))
     return (1.0 - floor) * m + floor / k
 
