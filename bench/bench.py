@@ -2,7 +2,8 @@
 against a bare torch loop timed in the same command, GMM/MM scaling in N, and the original's figures.
 
     python bench/bench.py                       # everything (about 25 minutes on 2 cores)
-    python bench/bench.py --only speed,scaling  # parts: accuracy, speed, scaling
+    python bench/bench.py --only speed,scaling  # parts: accuracy, speed, scaling, chain
+    python bench/bench.py --only chain --seeds 0-2  # random Markov chain over digits (not in the default)
     python bench/bench.py --seeds 0-1 --rounds 5
 
 Timings are ratios against a baseline run in this same process, interleaved (baseline, candidate,
@@ -183,6 +184,40 @@ def _replay_gmm_mm(out: Path, rounds: int, repeats: int = 3) -> tuple[list[float
     return gmm_t, mm_t
 
 
+def part_chain(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """The full model on the tutorial's images reordered by a random Markov chain over digits.
+
+    Per seed: a random doubly stochastic chain with about 3 likely successors per digit
+    (:func:`orchestrator.sequences.random_transitions`, drawn with that seed) orders all the
+    images; the learned transitions (clusters matched to digits) are compared with the true
+    chain and with the empirical transitions of the sampled sequence.
+    """
+    from actors.scoring import transition_distance
+    from orchestrator import Orchestrator
+    from orchestrator.sequences import chain_sequence
+
+    images, labels = load_mnist()
+    for seed in args.seeds:
+        seq = chain_sequence(images, labels, len(labels), np.random.default_rng(seed))
+        states, k = seq.states, len(seq.classes)
+        empirical = seq.empirical_transitions()
+        out = Path(args.workdir) / f"chain_s{seed}"
+        t0 = time.perf_counter()
+        res = Orchestrator(build(seq.data, seq.labels, "full", args.epochs), out, seed=seed, backend="local").run(args.rounds)
+        classes = np.loadtxt(out / "module002_gmm" / "class_learn.txt", dtype=int)
+        learned = np.loadtxt(out / "module003_mm" / "trans_prob_learn.txt")
+        uniform = np.full((k, k), 1.0 / k)
+        row = {"part": "chain", "seed": seed, "accuracy": res.accuracy, "final": res.final_accuracy,
+               "tv_true": round(transition_distance(learned, classes, states, seq.transitions), 4),
+               "tv_empirical": round(transition_distance(learned, classes, states, empirical), 4),
+               "tv_empirical_to_true": round(transition_distance(empirical, states, states, seq.transitions), 4),
+               "tv_uniform_to_true": round(transition_distance(uniform, states, states, seq.transitions), 4),
+               "cluster_sizes": np.bincount(classes, minlength=k).tolist(), "n_reused": seq.n_reused,
+               "seconds": round(time.perf_counter() - t0, 1)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
 SCALING_CHILD = """
 import sys, time, resource, numpy as np
 from actors.config import GMMConfig, MMConfig
@@ -223,6 +258,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         elif r["part"] == "speed":
             figs = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("part", "what", "per_round", "bare_all", "actor_all"))
             lines.append(f"| speed | {r['what']} | {figs} |")
+        elif r["part"] == "chain":
+            lines.append(f"| chain | seed {r['seed']} | accuracy {r['final']:.3f}; TV to true {r['tv_true']:.3f}, to empirical {r['tv_empirical']:.3f} "
+                         f"(empirical to true {r['tv_empirical_to_true']:.3f}, uniform to true {r['tv_uniform_to_true']:.3f}); {r['seconds']} s |")
         else:
             lines.append(f"| scaling | N={r['N']} | GMM {r['gmm_s_per_100_sweeps']} s/100 sweeps, MM {r['mm_s']} s, peak {r['peak_rss_MiB']} MiB |")
     by_variant: dict[str, list[float]] = {}
@@ -231,6 +269,11 @@ def table(rows: list[dict[str, Any]]) -> str:
             by_variant.setdefault(r["variant"], []).append(r["final"])
     for v, accs in by_variant.items():
         lines.append(f"| accuracy | {v}: mean over seeds | {statistics.mean(accs):.4f} (min {min(accs):.4f}, max {max(accs):.4f}, n={len(accs)}) |")
+    chain = [r for r in rows if r["part"] == "chain"]
+    if chain:
+        tv = [r["tv_true"] for r in chain]
+        lines.append(f"| chain | mean over seeds | TV to true {statistics.mean(tv):.3f} (max {max(tv):.3f}), "
+                     f"accuracy {statistics.mean(r['final'] for r in chain):.3f}, n={len(chain)} |")
     lines.append("| original | Serket, same machine | " + ", ".join(f"{k} {v}" for k, v in ORIGINAL.items()) + " |")
     return "\n".join(lines)
 
@@ -251,7 +294,7 @@ def main() -> None:
     args.variants = args.variants.split(",")
     parts = args.only.split(",")
     rows: list[dict[str, Any]] = []
-    for name, fn in (("accuracy", part_accuracy), ("speed", part_speed), ("scaling", part_scaling)):
+    for name, fn in (("accuracy", part_accuracy), ("speed", part_speed), ("scaling", part_scaling), ("chain", part_chain)):
         if name in parts:
             fn(args, rows)
     print(table(rows))
