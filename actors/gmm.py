@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from actors import gmm_core, mm_core, sequence_core
+from actors import gmm_core, mixture_moves, mm_core, sequence_core
 from actors.config import GMMConfig
 from actors.module import Module, as_labels
 from actors.scoring import accuracy, best_matching
@@ -110,6 +110,10 @@ class GMMWorker:
     ``chain_refresh`` that prior follows the sampler's labels
     (:class:`actors.sequence_core.ChainPrior`).  Only clusters a move touches
     change number; the MM re-learns its transitions from the posteriors sent up.
+
+    Without ``sequence`` each update first searches for merge-and-split moves
+    that raise the mixture's marginal likelihood
+    (:func:`actors.mixture_moves.search`, ``mixture_moves``).
     """
 
     def __init__(self, config: GMMConfig, name: str, above: str, below: str, seed: np.random.SeedSequence, sequence: bool = False) -> None:
@@ -124,6 +128,11 @@ class GMMWorker:
         if self.config.init == "kmeans++":
             return gmm_core.kmeans_plus_plus(x, k, self.rng)
         return self.rng.integers(0, k, size=x.shape[0])
+
+    def _prior(self, xs: np.ndarray) -> gmm_core.NIWPrior:
+        """The NIW prior of this update, from the config and the latents (N, d)."""
+        cfg = self.config
+        return gmm_core.mixture_prior(xs, cfg.prior_kappa, cfg.prior_scale, cfg.covariance_strength, cfg.prior_covariance)
 
     def _sequence_step(
         self, xs: np.ndarray, prior: gmm_core.NIWPrior, log_bias: np.ndarray | None
@@ -179,10 +188,7 @@ class GMMWorker:
             centre, spread, xs = np.zeros(x.shape[1]), np.ones(x.shape[1]), x
         if self.labels is None or self.labels.shape[0] != x.shape[0]:
             self.labels = self._initial_labels(xs)
-        strength = self.config.covariance_strength
-        prior = gmm_core.default_prior(
-            xs, kappa=self.config.prior_kappa, scale=self.config.prior_scale * strength, dof=xs.shape[1] + 1.0 + strength,
-        )
+        prior = self._prior(xs)
         log_bias = None
         if class_prior is not None:
             with np.errstate(divide="ignore"):
@@ -191,6 +197,12 @@ class GMMWorker:
         chain = None
         if self.sequence:
             log_bias, moves, chain = self._sequence_step(xs, prior, log_bias)
+        elif self.config.mixture_moves > 0:
+            found = mixture_moves.search(
+                xs, self.labels, k, prior, self.rng, concentration=self.config.weight_concentration,
+                max_moves=self.config.mixture_moves, n_best=self.config.mixture_move_candidates, min_gain=self.config.mixture_min_gain,
+            )
+            self.labels, moves = found.labels, found.moves
         res = gmm_core.gibbs_sweeps(
             xs, self.labels, k, prior, self.rng, self.config.n_sweeps, log_bias,
             self.config.weight_concentration, refresh=chain, refresh_every=self.config.chain_refresh,

@@ -60,6 +60,60 @@ def default_prior(x: np.ndarray, kappa: float = 1.0, scale: float = 0.1, dof: fl
     )
 
 
+def data_covariance(x: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Empirical covariance of the data with a small ridge, so that it is positive definite.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    ridge : float
+        Added to the diagonal as a fraction of the mean variance (constant or
+        duplicated dimensions would make the covariance singular).
+
+    Returns
+    -------
+    numpy.ndarray, shape (d, d)
+    """
+    d = x.shape[1]
+    centred = x - x.mean(axis=0)
+    cov = centred.T @ centred / max(x.shape[0] - 1, 1)
+    floor = ridge * max(float(np.trace(cov)) / d, 1e-12)
+    return 0.5 * (cov + cov.T) + floor * np.eye(d)
+
+
+def mixture_prior(
+    x: np.ndarray, kappa: float, scale: float, strength: float, relative_to: str = "identity",
+) -> NIWPrior:
+    """NIW prior whose class covariances have prior mean ``scale * C``, backed by ``strength`` pseudo-points.
+
+    ``C`` is the identity (``relative_to="identity"``, the original's
+    absolute prior) or the data's covariance (``relative_to="data"``, an
+    empirical-Bayes prior as scikit-learn's ``BayesianGaussianMixture``
+    uses by default): then the prior means the same thing whatever the
+    scale and correlations of the latents, and a class can never be
+    expected to be broader than the whole data set when ``scale < 1``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+        Data the prior is centred on (m0 = its mean).
+    kappa : float
+        r0, pseudo-count on the class means.
+    scale : float
+        Prior mean of each class covariance, as a multiple of ``C``.
+    strength : float
+        Pseudo-points behind it: nu0 = d + 1 + strength, S0 = scale * strength * C.
+    relative_to : {"identity", "data"}
+
+    Returns
+    -------
+    NIWPrior
+    """
+    d = x.shape[1]
+    base = data_covariance(x) if relative_to == "data" else np.eye(d)
+    return NIWPrior(mean=x.mean(axis=0), kappa=float(kappa), dof=float(d + 1.0 + strength), scale=base * float(scale * strength))
+
+
 @dataclasses.dataclass(frozen=True)
 class ClassPosterior:
     """Conjugate posterior of every class given hard labels.
