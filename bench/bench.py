@@ -228,7 +228,7 @@ n, sweeps = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 centres = rng.normal(scale=4, size=(10, 18))
 z = centres[np.arange(n) % 10] + rng.normal(size=(n, 18))
-g = GMMWorker(GMMConfig(n_sweeps=sweeps), "g", "m", "v", np.random.SeedSequence(0))
+g = GMMWorker(GMMConfig(n_sweeps=sweeps, mixture_moves=0), "g", "m", "v", np.random.SeedSequence(0))
 t0 = time.perf_counter(); post, _, _ = g.update(0, Latents(sender="v", receiver="g", round=0, z=z)); tg = time.perf_counter() - t0
 m = MMWorker(MMConfig(), "m", "g", np.random.SeedSequence(0))
 t0 = time.perf_counter(); m.update(0, post); tm = time.perf_counter() - t0
