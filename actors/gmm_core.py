@@ -320,6 +320,30 @@ def kmeans_plus_plus(x: np.ndarray, n_classes: int, rng: np.random.Generator, n_
     return labels
 
 
+def split_in_two(x: np.ndarray, rng: np.random.Generator, n_iter: int) -> np.ndarray:
+    """Split the rows of ``x`` (n, d) in two by Lloyd's algorithm from a far-apart pair.
+
+    The pair: the row farthest from a random row, then the row farthest from
+    that one.  Stops early when the split no longer changes or a side empties.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), bool
+        Which of the two groups each row joins.
+    """
+    n = x.shape[0]
+    c1 = x[np.argmax(((x - x[rng.integers(n)]) ** 2).sum(axis=1))]
+    c0 = x[np.argmax(((x - c1) ** 2).sum(axis=1))]
+    side = np.zeros(n, dtype=bool)
+    for i in range(n_iter):
+        new = ((x - c1) ** 2).sum(axis=1) < ((x - c0) ** 2).sum(axis=1)
+        if new.all() or not new.any() or (i > 0 and np.array_equal(new, side)):
+            break
+        side = new
+        c0, c1 = x[~side].mean(axis=0), x[side].mean(axis=0)
+    return side
+
+
 @dataclasses.dataclass(frozen=True)
 class GibbsResult:
     """Outcome of a run of Gibbs sweeps.

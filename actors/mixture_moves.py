@@ -92,21 +92,6 @@ def _group_log_marginal(x: np.ndarray, prior: gmm_core.NIWPrior) -> float:
     return float(class_log_marginal(gmm_core.class_posterior(x, np.zeros(x.shape[0], dtype=np.int64), 1, prior), prior)[0])
 
 
-def two_means(x: np.ndarray, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
-    """Split the rows of ``x`` (n, d) in two by Lloyd's algorithm from a far-apart pair; returns a bool side (n,)."""
-    n = x.shape[0]
-    c1 = x[np.argmax(((x - x[rng.integers(n)]) ** 2).sum(axis=1))]
-    c0 = x[np.argmax(((x - c1) ** 2).sum(axis=1))]
-    side = np.zeros(n, dtype=bool)
-    for i in range(n_iter):
-        new = ((x - c1) ** 2).sum(axis=1) < ((x - c0) ** 2).sum(axis=1)
-        if new.all() or not new.any() or (i > 0 and np.array_equal(new, side)):
-            break
-        side = new
-        c0, c1 = x[~side].mean(axis=0), x[side].mean(axis=0)
-    return side
-
-
 def polish(
     x: np.ndarray, labels: np.ndarray, classes: tuple[int, ...], prior: gmm_core.NIWPrior, n_iter: int
 ) -> np.ndarray:
@@ -127,13 +112,12 @@ def polish(
     numpy.ndarray, shape (N,)
         New labels; points of other classes are unchanged.
     """
-    cls = np.asarray(classes)
-    rows = np.flatnonzero(np.isin(labels, cls))
-    local = np.searchsorted(np.sort(cls), labels[rows])
-    order = np.sort(cls)
+    order = np.sort(np.asarray(classes))
+    rows = np.flatnonzero(np.isin(labels, order))
+    local = np.searchsorted(order, labels[rows])
     xr = x[rows]
     for _ in range(n_iter):
-        post = gmm_core.class_posterior(xr, local, len(cls), prior)
+        post = gmm_core.class_posterior(xr, local, len(order), prior)
         if (post.counts < 1).any():
             break
         means, prec_chol = gmm_core.point_estimate(post)
@@ -171,7 +155,7 @@ def _candidates(
     splits: dict[int, tuple[float, np.ndarray]] = {}
     for s in range(n_classes):
         if len(members[s]) >= 2 * min_size:
-            side = two_means(x[members[s]], rng)
+            side = gmm_core.split_in_two(x[members[s]], rng, n_iter=20)
             if min(side.sum(), (~side).sum()) >= min_size:
                 gain = _group_log_marginal(x[members[s][side]], prior) + _group_log_marginal(x[members[s][~side]], prior) - own[s]
                 splits[s] = (gain, side)

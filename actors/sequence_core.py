@@ -79,17 +79,7 @@ def two_means(f: np.ndarray, rng: np.random.Generator, n_iter: int = 15) -> tupl
     scatter : float
         Within-group scatter of the split.
     """
-    n = f.shape[0]
-    start = f[rng.integers(n)]
-    c1 = f[np.argmax(((f - start) ** 2).sum(axis=1))]
-    c0 = f[np.argmax(((f - c1) ** 2).sum(axis=1))]
-    side = np.zeros(n, dtype=bool)
-    for i in range(n_iter):
-        new = ((f - c1) ** 2).sum(axis=1) < ((f - c0) ** 2).sum(axis=1)
-        if new.all() or not new.any() or (i > 0 and np.array_equal(new, side)):
-            break
-        side = new
-        c0, c1 = f[~side].mean(axis=0), f[side].mean(axis=0)
+    side = gmm_core.split_in_two(f, rng, n_iter)
     return side, within_scatter(f, side.astype(np.int64), 2)
 
 

@@ -135,9 +135,8 @@ class VAEWorker:
         decoder: nn.Module | None = None,
         num_threads: int | None = None,
     ) -> None:
-        self.num_threads = int(num_threads) if num_threads else None
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
         self.config = config
         self.name, self.above, self.below = name, above, below
         self.rng = numpy_generator(seed)
@@ -212,8 +211,6 @@ class VAEWorker:
         """
         start = self._started = time.perf_counter()
         self._progress = {"round": round, "epoch": 0, "epochs": self.config.epochs, "loss": None, "seconds": 0.0}
-        if self.num_threads:  # per thread under OpenMP: the update may run on a pool thread
-            torch.set_num_threads(self.num_threads)
         x = self._tensor(data.data)
         n, dim = x.shape
         if self.net is None or not self.config.warm_start:

@@ -89,7 +89,7 @@ def part_accuracy(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             print(json.dumps(row), flush=True)
 
 
-def _vae_actor(epochs: int) -> tuple[Any, Any]:
+def _vae_actor(images: np.ndarray, epochs: int) -> tuple[Any, Any]:
     """A VAE actor started as the orchestrator starts it (auto resources, torch threads), and its data."""
     import ray
 
@@ -98,7 +98,6 @@ def _vae_actor(epochs: int) -> tuple[Any, Any]:
     from messages import ObservationData
     from orchestrator.executor import RayExecutor, auto_resources, threads_for
 
-    images, _ = load_mnist()
     res = auto_resources("vae")
     actor = RayExecutor(None).start("vae", VAEWorker, (VAEConfig(epochs=epochs), "vae", "gmm", "obs", np.random.SeedSequence(0), None, None, threads_for(res)), res)
     ray.get(actor.get_state.remote())  # actor up
@@ -123,7 +122,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     images, labels = load_mnist()
     ray.init(include_dashboard=False, log_to_driver=False)
     bare, actor = [], []
-    vae, data = _vae_actor(args.epochs)
+    vae, data = _vae_actor(images, args.epochs)
     for r in range(args.repeats + 1):  # interleaved pairs; the actor's first update is reported apart
         bare.append(bare_round(images, args.epochs, threads=os.cpu_count()))
         actor.append(_vae_actor_round(vae, data, r))
