@@ -442,17 +442,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serket-ray: error: {exc}", file=sys.stderr)
         return 2
     except stopping.Interrupted as exc:
-        where, resumable = stopping.what_was_kept(out)
-        then = f"`serket-ray resume {out}` continues" if resumable else "nothing to resume"
-        _end_line(f"serket-ray: stopped by {exc.name} in {where}; {then}")
+        kept = stopping.what_was_kept(out)
+        then = "" if kept.complete else f"; `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"
+        _end_line(f"serket-ray: stopped by {exc.name} {kept.where()}{then}")
         return exc.exit_status
     except StorageError as exc:
         if args.debug:
             raise
-        if out is not None and args.command in ("run", "resume"):
-            where, resumable = stopping.what_was_kept(out)
-            then = f"make room, then `serket-ray resume {out}` continues" if resumable else "nothing to resume"
-            _end_line(f"serket-ray: error: {exc}; stopped in {where}; {then}")
+        if args.command in ("run", "resume"):
+            kept = stopping.what_was_kept(out)
+            if kept.complete:
+                then = "; the run itself is complete"
+            else:
+                then = f"; make room, then `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"
+            _end_line(f"serket-ray: error: {exc}; stopped {kept.where()}{then}")
         else:
             _end_line(f"serket-ray: error: {exc}")
         return 1

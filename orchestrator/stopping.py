@@ -22,6 +22,7 @@ place half written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -136,30 +137,51 @@ def reinstall() -> None:
             signal.signal(s, _ACTIVE[-1])
 
 
-def what_was_kept(out_dir: str | os.PathLike[str]) -> tuple[str, bool]:
-    """Where a stopped run stands, from its ``run.json`` on disk (what a resume would read).
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """Where a stopped run stands, read from its ``run.json`` on disk (what a resume reads).
 
-    Returns
-    -------
-    where : str
-        ``"round 3, module002_gmm; 7 of 15 updates are kept"`` -- the update that
-        did not complete -- or ``"before its first update"``, or
-        ``"after its last update"``.
-    resumable : bool
-        Whether ``run.json`` exists, so that ``serket-ray resume`` can continue.
+    Attributes
+    ----------
+    done, total : int or None
+        Updates recorded as complete, and those the run was started for.
+    next : str or None
+        The first update not kept, ``"round 3, module002_gmm"``.
     """
-    path = Path(out_dir) / "run.json"
+
+    done: int | None
+    total: int | None
+    next: str | None
+
+    @property
+    def resumable(self) -> bool:
+        return self.done is not None
+
+    @property
+    def complete(self) -> bool:
+        return self.done is not None and self.total is not None and self.done >= self.total
+
+    def where(self) -> str:
+        """``"in round 3, module002_gmm; 7 of 15 updates are kept"`` and the like."""
+        if self.done is None:
+            return "before anything was written"
+        of = f" of {self.total}" if self.total is not None else ""
+        if self.complete:
+            return f"after the run's last update ({self.done}{of} updates are kept)"
+        return f"in {self.next}; {self.done}{of} updates are kept"
+
+
+def what_was_kept(out_dir: str | os.PathLike[str] | None) -> Kept:
+    """Where the run in ``out_dir`` stands (see :class:`Kept`)."""
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads((Path(out_dir) / "run.json").read_text()) if out_dir is not None else None
     except (OSError, ValueError):
-        return "before anything was written", False
+        manifest = None
+    if not isinstance(manifest, dict):
+        return Kept(None, None, None)
     learnable = [name for name, m in manifest.get("modules", {}).items() if m.get("kind") != "observation"]
     done = len(manifest.get("updates", []))
     target = manifest.get("target_rounds")
     total = target * len(learnable) if isinstance(target, int) and learnable else None
-    if not learnable:
-        return "before its first update", True
-    if total is not None and done >= total:
-        return f"after its last update ({done} of {total} updates are kept)", True
-    of = f" of {total}" if total is not None else ""
-    return f"round {done // len(learnable) + 1}, {learnable[done % len(learnable)]}; {done}{of} updates are kept", True
+    nxt = f"round {done // len(learnable) + 1}, {learnable[done % len(learnable)]}" if learnable else None
+    return Kept(done, total, nxt)

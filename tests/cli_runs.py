@@ -32,8 +32,8 @@ def command(*args: str) -> list[str]:
 
 
 def env(**extra: str) -> dict[str, str]:
-    """The test's environment with one torch/BLAS thread per process (the machine is small)."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    """The test's environment, plus ``extra``."""
+    return {**os.environ, **extra}
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240.0) -> list[str]:
