@@ -51,8 +51,8 @@ def test_a_second_process_on_a_running_directory_is_refused_and_the_first_is_unh
 def _dead_holder(out) -> int:
     """A real process that took the lock and died by SIGKILL (its lock file stays)."""
     code = f"import os; from orchestrator.runlock import RunLock; RunLock({str(out)!r}, 'serket-ray run'); os.kill(os.getpid(), 9)"
-    proc = subprocess.run([sys.executable, "-c", code], env=env(), timeout=120)
-    assert proc.returncode == -signal.SIGKILL
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env())
+    assert proc.wait(timeout=120) == -signal.SIGKILL
     return proc.pid
 
 
