@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -396,6 +397,21 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     return _summarise(result, args, Path(args.out))
 
 
+def quiet_local_ray(address: str | None) -> None:
+    """Ask a local Ray for token authentication explicitly (``RAY_AUTH_MODE=token``).
+
+    Ray >= 2.60 turns token authentication on for a new local cluster when
+    ``RAY_AUTH_MODE`` is unset and logs a WARNING saying so on every run; set
+    explicitly, the mode is the same and Ray says nothing.  Only for a local Ray
+    (no ``--address``, no ``RAY_ADDRESS``) and only when the user has not chosen a
+    mode: a cluster's own setting is left alone.  It must happen before Ray is
+    imported, which reads the mode once.
+    """
+    if address or os.environ.get("RAY_ADDRESS") or "ray" in sys.modules:
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def _end_line(text: str) -> None:
     """The command's last line, on stderr, after clearing a progress bar left on a terminal."""
     if sys.stdout.isatty():
@@ -416,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, getattr(args, "quiet", False))
+    quiet_local_ray(getattr(args, "address", None))
     out = getattr(args, "out", None)
     try:
         if args.command in ("run", "resume"):
