@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,10 +186,9 @@ class VAEWorker:
 
     def _build_networks(self, input_dim: int, torch_seed: int = 0) -> None:
         encoder, decoder = self.custom
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_seed)  # weight init from the module's own stream
-            enc = encoder if encoder is not None else vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden)
-            dec = decoder if decoder is not None else vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden)
+        init = torch.Generator(device="cpu").manual_seed(torch_seed)  # weight init from the module's own stream
+        enc = encoder if encoder is not None else _seeded(lambda: vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden), init)
+        dec = decoder if decoder is not None else _seeded(lambda: vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden), init)
         self.net = vae_core.VAENet(enc, dec).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
 
@@ -261,3 +261,33 @@ class VAEWorker:
         buf = io.BytesIO()
         torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, buf)
         return buf.getvalue()
+
+
+def _seeded(build: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
+    """``build()``'s network with its weights drawn from ``generator`` only.
+
+    The network is built on the meta device (no random draws at all), then each
+    ``nn.Linear`` is initialised as its ``reset_parameters`` does, in the same
+    order, from ``generator``: the same weights as building it after
+    ``torch.manual_seed(seed)``, without touching torch's global CPU or CUDA
+    generators.  A network with other parametrised layers is built on the CPU
+    with the global CPU generator borrowed and restored (never the CUDA ones).
+    """
+    with torch.device("meta"):
+        net = build()
+    layers = [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
+    if not all(type(m) is nn.Linear for m in layers):
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.set_state(generator.get_state())
+            net = build()
+            generator.set_state(torch.default_generator.get_state())  # the stream goes on from there
+        return net
+    net = net.to_empty(device="cpu")
+    with torch.no_grad():
+        for layer in layers:
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            if layer.bias is not None:
+                fan_in = layer.weight.shape[1]
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return net

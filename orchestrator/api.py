@@ -12,12 +12,12 @@ from typing import Any
 
 from actors.module import Module
 from messages.errors import CheckpointError, ConfigError
-from orchestrator import checkpoint
+from orchestrator import checkpoint, runlock
 from orchestrator import resume as resume_mod
 from orchestrator.checkpoint import atomic_write_json
 from orchestrator.executor import check_address
 from orchestrator.graph import build_graph
-from orchestrator.session import ProgressCallback, Session, UpdateRecord
+from orchestrator.session import DEFAULT_THREADS, ProgressCallback, Session, UpdateRecord
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,9 @@ class Orchestrator:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
         self.session.extra["target_rounds"] = rounds
-        self.session.write_manifest()  # a run killed before its first update can still be resumed
-        return self._schedule(rounds, on_update, on_progress)
+        with runlock.hold(self.session.out_dir, "Orchestrator.run"):
+            self.session.write_manifest()  # a run killed before its first update can still be resumed
+            return self._schedule(rounds, on_update, on_progress)
 
     def _schedule(
         self, rounds: int, on_update: Callable[[UpdateRecord], None] | None, on_progress: ProgressCallback | None = None,
@@ -173,6 +174,23 @@ class Orchestrator:
             Damaged files (named with their paths), or a different config or data.
         """
         out = Path(out_dir)
+        resume_mod.load_manifest(out)  # says clearly when out is not a run, before anything is locked
+        with runlock.hold(out, "Orchestrator.resume"):
+            return cls._resume_locked(out, modules, rounds, address, from_last_intact, backend, on_update, on_progress, **session_options)
+
+    @classmethod
+    def _resume_locked(
+        cls,
+        out: Path,
+        modules: Module | list[Module] | None,
+        rounds: int | None,
+        address: str | None,
+        from_last_intact: bool,
+        backend: str | None,
+        on_update: Callable[[UpdateRecord], None] | None,
+        on_progress: ProgressCallback | None,
+        **session_options: Any,
+    ) -> RunResult:
         manifest = resume_mod.load_manifest(out)
         if modules is None:
             if "cli" not in manifest:
@@ -180,6 +198,11 @@ class Orchestrator:
             from orchestrator.cli import graph_from_recorded_args
 
             modules = graph_from_recorded_args(manifest["cli"])
+        recorded_threads = manifest.get("threads", DEFAULT_THREADS)
+        threads = session_options.setdefault("threads", recorded_threads)
+        if threads != recorded_threads:
+            log.warning("threads: recorded %s, given %s; the updates from here on round differently from an uninterrupted run",
+                        recorded_threads, threads)
         target = rounds if rounds is not None else manifest.get("target_rounds")
         if target is None:
             raise ConfigError("rounds should be given: the run does not record how many it was started with")
@@ -203,8 +226,8 @@ class Orchestrator:
             log.info("%s is already complete (%d rounds); nothing to do", out, target)
             return _result(manifest, float(manifest.get("total_seconds", 0.0)), out, complete=True)
         checkpoint.remove_leftovers(out)
-        orch.session.restore(intact)
         try:
+            orch.session.restore(intact)
             return orch._schedule(target, on_update, on_progress)
         finally:
             orch.close()

@@ -12,6 +12,11 @@ Each update of a module goes to ``<out>/<module>/<round:03d>/``:
 The round directory is built under a temporary name, every file is fsynced,
 then the directory is renamed into place; the text files of the last round are
 then copied beside it, each by write-to-temporary and rename.
+
+A write that fails (no space left, read-only file system, quota, I/O error)
+raises :class:`messages.errors.StorageError` naming the file and the cause,
+after removing what it had half written: the temporary round directory or the
+temporary file.  Nothing a resume reads is ever left half written.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from messages import Message
+from messages.errors import StorageError
 
 FORMAT_VERSION = 1
 
@@ -64,10 +70,38 @@ def _json_default(value: Any) -> Any:
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    """Write an Arrow IPC file and fsync it."""
-    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    _fsync(path)
+    """Write an Arrow IPC file and fsync it.
+
+    Raises
+    ------
+    StorageError
+        The file could not be written (what was written of it is removed).
+    """
+    try:
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        _fsync(path)
+    except BaseException as exc:
+        _unlink_quietly(path)
+        if isinstance(exc, OSError):
+            raise _storage_error(exc, path) from None
+        raise
+
+
+def _storage_error(exc: OSError, path: Path) -> StorageError:
+    """``exc`` as a :class:`StorageError` naming ``path`` (the file we meant to write)."""
+    if isinstance(exc, StorageError):
+        cause = exc.strerror
+    else:
+        cause = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return StorageError(path, exc.errno, cause)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def read_table(path: Path) -> pa.Table:
@@ -90,13 +124,27 @@ def _fsync(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename.
+
+    Raises
+    ------
+    StorageError
+        The file could not be written; ``path`` keeps its old content and the
+        temporary file is removed.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise _storage_error(exc, path) from None
+        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -168,12 +216,37 @@ def write_update(
     files : dict
         File name -> SHA-256 of every file in the round directory.
     """
-    module_dir.mkdir(parents=True, exist_ok=True)
     final = module_dir / f"{round_index:03d}"
     tmp = module_dir / f".{round_index:03d}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        module_dir.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        exported = _fill(tmp, messages, report, state, meta, export)
+        fault_point("before-rename")
+        if final.exists():  # a rerun over an old directory: move the old aside first
+            old = module_dir / f".{round_index:03d}.old-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        _fsync(module_dir)
+    except BaseException as exc:  # a failed or interrupted write leaves no temporary directory behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _storage_error(exc, _final_name(exc, tmp, final)) from None
+        raise
+    fault_point("after-rename")
+    for txt in sorted(final.glob("*.txt")):  # the last round's files, for people
+        atomic_write_bytes(module_dir / txt.name, txt.read_bytes())
+    fault_point("after-copy")
+    return exported, {p.name: sha256_file(p) for p in sorted(final.iterdir())}
+
+
+def _fill(tmp: Path, messages: dict[str, Message], report: dict[str, Any], state: dict[str, Any], meta: dict[str, Any], export: Any) -> Any:
+    """Write one update's files into the temporary round directory ``tmp``; return what ``export`` returned."""
     for name, msg in messages.items():
         write_table(tmp / f"{name}.arrow", msg.to_table())
     arrays, scalars = split_report(report)
@@ -182,23 +255,31 @@ def write_update(
     write_table(tmp / "state.arrow", arrays_table(state.get("arrays", {}), {**meta, "state": state.get("meta", {})}))
     for fname, blob in state.get("blobs", {}).items():
         atomic_write_bytes(tmp / fname, blob)
-    exported = export(tmp)
-    for txt in tmp.glob("*.txt"):
-        _fsync(txt)
-    fault_point("before-rename")
-    if final.exists():  # a rerun over an old directory: move the old aside first
-        old = module_dir / f".{round_index:03d}.old-{os.getpid()}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-    _fsync(module_dir)
-    fault_point("after-rename")
-    for txt in sorted(final.glob("*.txt")):  # the last round's files, for people
-        atomic_write_bytes(module_dir / txt.name, txt.read_bytes())
-    fault_point("after-copy")
-    return exported, {p.name: sha256_file(p) for p in sorted(final.iterdir())}
+    try:
+        exported = export(tmp)
+    except OSError as exc:  # np.savetxt's write errors name no file: name the one it was writing
+        raise _storage_error(exc, Path(exc.filename) if exc.filename else _newest(tmp)) from None
+    for txt in sorted(tmp.glob("*.txt")):
+        try:
+            _fsync(txt)
+        except OSError as exc:
+            raise _storage_error(exc, txt) from None
+    return exported
+
+
+def _newest(directory: Path) -> Path:
+    """The file of ``directory`` written last (the directory itself when it is empty)."""
+    files = [p for p in directory.iterdir() if p.is_file()] if directory.is_dir() else []
+    return max(files, key=lambda p: p.stat().st_mtime_ns) if files else directory
+
+
+def _final_name(exc: OSError, tmp: Path, final: Path) -> Path:
+    """The path a failed write would have had once its round directory was in place."""
+    where = Path(exc.path) if isinstance(exc, StorageError) else Path(exc.filename) if exc.filename else final
+    try:
+        return final / where.relative_to(tmp)
+    except ValueError:
+        return where
 
 
 def sha256_file(path: Path) -> str:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
-from messages.errors import SerketRayError
+from messages.errors import SerketRayError, StorageError
+from orchestrator import runlock, stopping
 from orchestrator.data import SCALE_MODES
 from orchestrator.progress import ProgressDisplay
+from orchestrator.runlock import LOCK_NAME
 
 log = logging.getLogger("serket_ray.cli")
 
@@ -144,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
     run.add_argument("--report", action="store_true", help="write an HTML report with figures to OUT/report/ at the end")
+    run.add_argument("--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host")
+    run.add_argument("--threads", type=_positive_int, default=1,
+                     help="torch threads of the VAE (part of the run's configuration: results depend on it, placement does not; default 1)")
     swp = sub.add_parser("sweep", help="run independent pipelines for several seeds at once; report accuracy mean and std")
     _add_graph_options(swp)
     swp.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2, 3], help="seeds: ranges and comma lists, e.g. 0-7 or 0,3,5-6 (default: 0-3)")
@@ -177,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--backend", choices=("ray", "local"), default=None, help=argparse.SUPPRESS)
     res.add_argument("--quiet", action="store_true")
     res.add_argument("--json", action="store_true")
+    res.add_argument("--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host")
+    res.add_argument("--threads", type=_positive_int, default=None, help="torch threads of the VAE (default: as recorded in run.json)")
     rep = sub.add_parser("report", help="write an HTML report with figures of a run to OUT/report/index.html")
     rep.add_argument("out", help="the run's output directory")
     rep.add_argument("--labels", help="labels file (same formats as run); default: those the run recorded, if any")
@@ -194,7 +202,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse a non-empty output directory unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise SerketRayError(f"--out should be a directory, got an existing file: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
         what = "an earlier run" if (out / "run.json").exists() else "files that are not a serket-ray run"
         raise SerketRayError(f"--out {out} already holds {what}; choose another directory or pass --overwrite")
 
@@ -315,9 +323,10 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     data, labels, lengths, source = load_run_inputs(args)
     modules = build_graph_from_args(args, data, labels, lengths)
     out = Path(args.out)
+    _lock(out, "serket-ray run", args.force_unlock)
     check_out_dir(out, args.overwrite)
     orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend, resources=args.resources,
-                        reserve_timeout=args.reserve_timeout)
+                        reserve_timeout=args.reserve_timeout, threads=args.threads)
     recorded = {k: getattr(args, k) for k in GRAPH_ARGS}
     for key in ("data", "labels", "lengths"):
         if recorded[key]:
@@ -414,15 +423,47 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.resume import load_manifest
 
     manifest = load_manifest(args.out)
+    _lock(Path(args.out), "serket-ray resume", args.force_unlock)
     rounds = args.rounds or manifest.get("target_rounds") or 0
     shown = ProgressDisplay(rounds, args.quiet)
     result = Orchestrator.resume(
         args.out, rounds=args.rounds, address=args.address, from_last_intact=args.from_last_intact, backend=args.backend,
         on_update=shown.on_update, on_progress=shown.on_progress, resources=args.resources, reserve_timeout=args.reserve_timeout,
+        **({} if args.threads is None else {"threads": args.threads}),
     )
     if result.already_complete and not args.quiet:
         print(f"{args.out} is already complete ({rounds} rounds); nothing changed")
     return _summarise(result, args, Path(args.out))
+
+
+def quiet_local_ray(address: str | None) -> None:
+    """Ask a local Ray for token authentication explicitly (``RAY_AUTH_MODE=token``).
+
+    Ray >= 2.60 turns token authentication on for a new local cluster when
+    ``RAY_AUTH_MODE`` is unset and logs a WARNING saying so on every run; set
+    explicitly, the mode is the same and Ray says nothing.  Only for a local Ray
+    (no ``--address``, no ``RAY_ADDRESS``) and only when the user has not chosen a
+    mode: a cluster's own setting is left alone.  It must happen before Ray is
+    imported, which reads the mode once.
+    """
+    if address or os.environ.get("RAY_ADDRESS") or "ray" in sys.modules:
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _end_line(text: str) -> None:
+    """The command's last line, on stderr, after clearing a progress bar left on a terminal."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\r\x1b[K")
+        sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
+
+
+def _lock(out: Path, command: str, force: bool) -> None:
+    """Take ``out``'s run lock until this command ends (released by :func:`main`)."""
+    if out.exists() and not out.is_dir():
+        return  # check_out_dir says what is wrong
+    runlock.hold(out, command, force).__enter__()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,11 +471,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, getattr(args, "quiet", False))
+    quiet_local_ray(getattr(args, "address", None))
+    out = getattr(args, "out", None)
     try:
-        if args.command == "run":
-            cmd_run(args)
-        elif args.command == "resume":
-            cmd_resume(args)
+        if args.command in ("run", "resume"):
+            again = f"serket-ray: stopped at once ({{signal}}); the last complete update is kept; `serket-ray resume {out}` continues"
+            with stopping.stop_on_signals(again):
+                try:
+                    (cmd_run if args.command == "run" else cmd_resume)(args)
+                except stopping.Interrupted:
+                    raise
+                except BaseException as exc:  # whatever a library made of the signal, it was the signal
+                    if stopping.requested() is not None:
+                        raise stopping.Interrupted(stopping.requested()) from exc
+                    raise
         elif args.command == "recog":
             cmd_recog(args)
         elif args.command == "sweep":
@@ -447,9 +497,29 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"serket-ray: error: {exc}", file=sys.stderr)
         return 2
+    except stopping.Interrupted as exc:
+        kept = stopping.what_was_kept(out)
+        then = "" if kept.complete else f"; `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"
+        _end_line(f"serket-ray: stopped by {exc.name} {kept.where()}{then}")
+        return exc.exit_status
+    except StorageError as exc:
+        if args.debug:
+            raise
+        if args.command in ("run", "resume"):
+            kept = stopping.what_was_kept(out)
+            if kept.complete:
+                then = "; the run itself is complete"
+            else:
+                then = f"; make room, then `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"
+            _end_line(f"serket-ray: error: {exc}; stopped {kept.where()}{then}")
+        else:
+            _end_line(f"serket-ray: error: {exc}")
+        return 1
     except KeyboardInterrupt:
         print("serket-ray: interrupted", file=sys.stderr)
         return 130
+    finally:
+        runlock.release_all()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,10 +13,12 @@ import logging
 import math
 import os
 import socket
+import time
 import weakref
 from typing import Any
 
 from messages.errors import ConfigError
+from orchestrator import stopping
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +106,16 @@ def connect_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"address should name a running Ray cluster, got {address!r}: {exc}") from None
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+    try:
+        if address:
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"address should name a running Ray cluster, got {address!r}: {exc}") from None
+        else:
+            ray.init(include_dashboard=False, **kwargs)
+    finally:
+        stopping.reinstall()  # ray.init replaces the driver's SIGTERM handler with its own
 
 
 def auto_resources(kind: str) -> dict[str, Any]:
@@ -304,20 +309,22 @@ class RayExecutor:
                 bundles.append(bundle)
         if not bundles:
             return indices
-        pg = placement_group(bundles, strategy=strategy)
+        with stopping.deferred():
+            pg = placement_group(bundles, strategy=strategy)
         # Removed when this executor is: a session dropped without close() gives its
         # reservation back once it is garbage collected, as its actors end with their handles.
         self._finalizer = weakref.finalize(self, _remove_group, pg)
-        ready = pg.ready()
+        with stopping.deferred():
+            ready = pg.ready()
         waited = min(1.0, timeout)
         try:
             try:
-                self._ray.get(ready, timeout=waited)
+                self.get([ready], timeout=waited)
             except GetTimeoutError:
                 # Sessions of this process dropped without close() may still hold the
                 # resources until the cycle collector runs: run it, then wait on.
                 gc.collect()
-                self._ray.get(ready, timeout=max(timeout - waited, 0.001))
+                self.get([ready], timeout=max(timeout - waited, 0.001))
         except GetTimeoutError:
             self._finalizer()
             raise ConfigError(self._refusal(bundles, indices, labels, strategy, timeout)) from None
@@ -366,27 +373,54 @@ class RayExecutor:
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
             extra["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placement_group=self.placement_group, placement_group_bundle_index=bundle)
-        actor = actor_cls.options(name=None, **extra).remote(*args)
+        with stopping.deferred():
+            actor = actor_cls.options(name=None, **extra).remote(*args)
         self.actors.append(actor)
         return actor
 
     def put(self, value: Any) -> Any:
-        return self._ray.put(value)
+        with stopping.deferred():
+            return self._ray.put(value)
 
     def call(self, worker: Any, method: str, n_returns: int, **kwargs: Any) -> list[Any]:
-        refs = getattr(worker, method).options(num_returns=n_returns).remote(**kwargs)
+        with stopping.deferred():
+            refs = getattr(worker, method).options(num_returns=n_returns).remote(**kwargs)
         return list(refs) if n_returns > 1 else [refs]
 
-    def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
-        return list(self._ray.get(refs, timeout=timeout))
+    #: Longest single wait inside Ray's core: a stop signal is acted on within this.
+    SLICE = 0.25
 
-    def wait(self, refs: list[Any], timeout: float) -> bool:
+    def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
+        """The results, waiting at most ``timeout`` seconds (in slices, so that a stop signal is not held back).
+
+        Raises
+        ------
+        ray.exceptions.GetTimeoutError
+            Not every result is ready within ``timeout``.
+        """
+        from ray.exceptions import GetTimeoutError
+
+        if not self.wait(refs, timeout=float("inf") if timeout is None else timeout, fetch_local=True):
+            raise GetTimeoutError(f"{len(refs)} results not ready within {timeout} s")
+        with stopping.deferred():
+            return list(self._ray.get(refs))
+
+    def wait(self, refs: list[Any], timeout: float, fetch_local: bool = False) -> bool:
         """Whether every result is ready (or failed) within ``timeout`` seconds."""
-        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=False)
-        return len(ready) == len(refs)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            with stopping.deferred():
+                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=max(0.0, min(self.SLICE, left)), fetch_local=fetch_local)
+            if len(ready) == len(refs):
+                return True
+            if left <= self.SLICE:
+                return False
 
     def node_of(self, worker: Any) -> dict[str, Any]:
-        return self._ray.get(worker.__ray_call__.remote(_where), timeout=120)
+        with stopping.deferred():
+            ref = worker.__ray_call__.remote(_where)
+        return self.get([ref], timeout=120)[0]
 
     def is_actor_failure(self, exc: BaseException) -> bool:
         """Failures a restart can cure: the actor or its node died, objects were lost, or a wait timed out."""
@@ -396,7 +430,8 @@ class RayExecutor:
 
     def kill(self, worker: Any) -> None:
         try:
-            self._ray.kill(worker, no_restart=True)
+            with stopping.deferred():
+                self._ray.kill(worker, no_restart=True)
         except Exception:  # noqa: BLE001 - already dead
             log.debug("actor already gone", exc_info=True)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from actors.scoring import accuracy as matched_accuracy
 from actors.scoring import best_matching
-from messages.errors import CheckpointError, SerketRayError
+from messages.errors import CheckpointError, SerketRayError, StorageError
 from orchestrator import checkpoint
 from orchestrator.resume import load_manifest
 
@@ -305,8 +305,14 @@ def _figure(width: float, height: float) -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=_DPI)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png", dpi=_DPI)
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk leaves no half-written figure behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StorageError(path, exc.errno, os.strerror(exc.errno) if exc.errno else str(exc)) from None
+        raise
     return path
 
 

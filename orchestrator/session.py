@@ -25,11 +25,14 @@ from actors.seeding import module_seeds
 from messages import Message, ObservationData
 from messages.errors import ConfigError
 from orchestrator import checkpoint
-from orchestrator.executor import LocalExecutor, RayExecutor, auto_resources, threads_for
+from orchestrator.executor import LocalExecutor, RayExecutor, auto_resources
 from orchestrator.graph import Graph, build_graph
 from orchestrator.progress import ProgressBoard
 
 log = logging.getLogger(__name__)
+
+#: torch threads per worker unless a run says otherwise (see ``Session``'s ``threads``).
+DEFAULT_THREADS = 1
 
 #: ``on_progress(module name, info)``; see :meth:`Session.update`.
 ProgressCallback = Callable[[str, dict[str, Any]], None]
@@ -77,6 +80,12 @@ class Session:
         :class:`ConfigError` that names what is missing.
     progress_interval : float
         Seconds between two polls of a training worker's progress (Ray only).
+    threads : int
+        torch's intra-op threads in every worker (the VAE's training).  Part of
+        the run's configuration, recorded in ``run.json`` and reused by resume:
+        results differ bitwise between thread counts, so the count is fixed
+        (default :data:`DEFAULT_THREADS`) instead of following the CPUs an actor
+        was given, and one seed gives one result on any placement.
     """
 
     def __init__(
@@ -92,7 +101,11 @@ class Session:
         placement_strategy: str = "PACK",
         reserve_timeout: float = 60.0,
         progress_interval: float = 0.5,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ConfigError(f"threads should be a positive integer (torch threads of each worker), got {threads!r}")
+        self.threads = int(threads)
         if backend not in ("ray", "local"):
             raise ConfigError(f"backend should be 'ray' or 'local', got {backend!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -284,7 +297,7 @@ class Session:
         name = self.graph.name(module)
         above = self.graph.name(module.above[0]) if module.above else None
         below = self.graph.name(module.below[0]) if module.below else None
-        cls, args = module.worker_spec(name, above, below, seeds[index], threads_for(res))
+        cls, args = module.worker_spec(name, above, below, seeds[index], self.threads)
         return self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
 
     def _restart(self, module: Module) -> None:
@@ -350,6 +363,7 @@ class Session:
             "format_version": checkpoint.FORMAT_VERSION,
             "code_version": code_version(),
             "seed": self.seed,
+            "threads": self.threads,
             "data": self.fingerprint,
             "backend": self.backend,
             "address": self.address,

@@ -51,3 +51,17 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> tuple[list[str], Path, dict[str, bytes]]:
+    """An undisturbed short run on 400 digits: (its data arguments, its directory, its files)."""
+    from cli_runs import SMALL_ARGS, small_data, snapshot
+
+    from orchestrator.cli import main
+
+    base = tmp_path_factory.mktemp("small_run")
+    data_args = small_data(base)
+    out = base / "run"
+    assert main(["run", *data_args, *SMALL_ARGS, "--out", str(out), "--backend", "local", "--quiet"]) == 0
+    return data_args, out, snapshot(out)

@@ -175,3 +175,43 @@ def test_onprem_config_rejects_node_types():
     config["available_node_types"] = {"gpu": {"resources": {"GPU": 1}, "node_config": {}}}
     with pytest.raises(Exception, match="not supported for on-premise"):
         ray_validate(config)
+
+
+# -- authentication and exposure ------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_node_starts_ray_with_token_auth_and_the_dashboard_on_localhost(path):
+    prepared = ray_validate(load(path))
+    heads, workers = prepared["head_start_ray_commands"], prepared["worker_start_ray_commands"]
+    for commands in (heads, workers):
+        starts = [c for c in commands if "ray start" in c]
+        assert starts and all("RAY_AUTH_MODE=token ray start" in c for c in starts), starts
+    head = " ".join(heads)
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "0.0.0.0" not in yaml.safe_dump(prepared)  # nothing listens on every interface
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_the_token_is_shipped_from_outside_the_repository_and_drivers_use_it(path):
+    config = load(path)
+    local = config["file_mounts"]["~/.ray/auth_token"]  # Ray's default token path on every node
+    where = Path(local).expanduser().resolve()
+    assert ROOT not in where.parents, f"the token {local} would be inside the repository"
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
+    assert not [f for f in tracked if "token" in Path(f).name and not f.endswith((".sh", ".py", ".md"))], tracked
+    lists = [config["setup_commands"]]
+    lists += [t["worker_setup_commands"] for t in (config.get("available_node_types") or {}).values() if "worker_setup_commands" in t]
+    for commands in lists:  # ray attach / ray submit shells read ~/.bashrc
+        assert any("export RAY_AUTH_MODE=token" in c and "~/.bashrc" in c for c in commands), commands
+        assert "chmod 600 ~/.ray/auth_token" in commands
+
+
+def test_the_token_script_makes_one_private_token_and_keeps_it(tmp_path):
+    token = tmp_path / "dir" / "cluster-token"
+    script = ROOT / "scripts" / "cluster_token.sh"
+    subprocess.run(["bash", str(script), str(token)], check=True, capture_output=True)
+    first = token.read_text()
+    assert len(first.strip()) == 64 and (token.stat().st_mode & 0o777) == 0o600
+    subprocess.run(["bash", str(script), str(token)], check=True, capture_output=True)
+    assert token.read_text() == first  # made once: a second call keeps it
