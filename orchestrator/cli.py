@@ -106,6 +106,9 @@ def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
     cmd.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
     cmd.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
+    cmd.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                     help="VAE training arithmetic: auto (default: bf16 on a CUDA GPU or a CPU with native bf16, AMX or "
+                          "AVX512-BF16; fp32 elsewhere), bf16 (autocast) or fp32; run.json records what each update used")
 
 
 def _add_cluster_options(cmd: argparse.ArgumentParser) -> None:
@@ -190,6 +193,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 GRAPH_ARGS = (
     "data", "labels", "data_key", "labels_key", "scale", "dataset", "cache_dir", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message",
+    "precision",
 )
 
 
@@ -228,7 +232,7 @@ def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None
     if args.batch_size > data.shape[0]:
         log.warning("--batch-size %d is larger than the data (%d points): every epoch is one full batch", args.batch_size, data.shape[0])
     obs = Observation(data)
-    vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
+    vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size, precision=getattr(args, "precision", "auto"))
     gmm = GMM(args.clusters, itr=args.sweeps, category=labels)
     vae.connect(obs)
     gmm.connect(vae)
