@@ -1,7 +1,18 @@
 """serket-ray modules: Serket-style objects whose updates run as Ray actors.
 
 >>> from actors import Observation, VAE, GMM, MarkovModel
+
+Importing this package sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is
+already set: OpenMP threads then sleep instead of spinning while they wait, so
+that torch's threads neither burn a core that another process needs nor stall
+for a time slice when a neighbour holds one.  It acts only when torch has not
+been imported yet (OpenMP reads it once); Ray workers started from this process
+inherit it.
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; measured in bench/bench.py --only speed
 
 from actors.config import GMMConfig, MMConfig, VAEConfig
 from actors.gmm import GMM, GMMWorker
