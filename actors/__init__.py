@@ -1,13 +1,44 @@
 """serket-ray modules: Serket-style objects whose updates run as Ray actors.
 
 >>> from actors import Observation, VAE, GMM, MarkovModel
+
+Importing this package sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is
+already set: OpenMP threads then sleep instead of spinning while they wait, so
+that torch's threads neither burn a core that another process needs nor stall
+for a time slice when a neighbour holds one.  It acts only when torch has not
+been imported yet (OpenMP reads it once); Ray workers started from this process
+inherit it.
 """
 
-from actors.config import GMMConfig, MMConfig, VAEConfig
-from actors.gmm import GMM, GMMWorker
-from actors.mm import MarkovModel, MMWorker
-from actors.module import Module, Observation
-from actors.vae import VAE, VAEWorker
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; measured in bench/bench.py --only speed
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors.config import GMMConfig, MMConfig, VAEConfig
+    from actors.gmm import GMM, GMMWorker
+    from actors.mm import MarkovModel, MMWorker
+    from actors.module import Module, Observation
+    from actors.vae import VAE, VAEWorker
+
+# Loaded on first use (PEP 562), so that a process that needs only the mixture or the
+# Markov model (their Ray actors) does not import torch (~1.5 s of CPU at start-up).
+_WHERE = {
+    "GMMConfig": "actors.config", "MMConfig": "actors.config", "VAEConfig": "actors.config",
+    "GMM": "actors.gmm", "GMMWorker": "actors.gmm", "MarkovModel": "actors.mm", "MMWorker": "actors.mm",
+    "Module": "actors.module", "Observation": "actors.module", "VAE": "actors.vae", "VAEWorker": "actors.vae",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")
+
 
 __all__ = [
     "GMM",

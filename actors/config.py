@@ -61,6 +61,15 @@ class VAEConfig(_Config):
         instead of rebuilding the networks every round (the PyTorch original).
     device : {"auto", "cpu", "cuda"}
         ``auto`` trains on CUDA when the process sees a GPU.
+    precision : {"auto", "bf16", "fp32"}
+        Arithmetic of the training step.  ``"fp32"``: float32 throughout.
+        ``"bf16"``: the forward pass under bfloat16 autocast (matrix products
+        in bf16 accumulating in fp32; loss, gradients' accumulation, weights
+        and Adam's state in fp32; the latents sent on are always encoded in
+        fp32).  ``"auto"`` (default): ``"bf16"`` on a CUDA GPU that supports
+        it and on a CPU with native bf16 matrix instructions (AMX or
+        AVX512-BF16), ``"fp32"`` elsewhere, so results depend on the machine;
+        each update records the precision it used in ``run.json``.
     """
 
     latent_dim: int = 18
@@ -73,6 +82,7 @@ class VAEConfig(_Config):
     send: str = "mean"
     warm_start: bool = True
     device: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check_int("latent_dim", self.latent_dim, 1)
@@ -84,6 +94,7 @@ class VAEConfig(_Config):
         _check_choice("reconstruction", self.reconstruction, ("bce", "mse"))
         _check_choice("send", self.send, ("mean", "sample"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("precision", self.precision, ("auto", "bf16", "fp32"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a torch generator is made: the GMM's and MM's processes never load it
+    import torch
 
 
 def numpy_generator(seed: np.random.SeedSequence) -> np.random.Generator:
@@ -15,6 +18,8 @@ def numpy_generator(seed: np.random.SeedSequence) -> np.random.Generator:
 
 def torch_generator(seed: np.random.SeedSequence) -> torch.Generator:
     """A CPU torch generator owned by one module, seeded from its SeedSequence."""
+    import torch
+
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
     return gen

@@ -107,7 +107,7 @@ class VAE(Module):
         report = outputs["report"]
         np.savetxt(directory / "loss.txt", report["loss"])
         np.savetxt(directory / f"z_{self.mode}.txt", outputs["latents"].z)
-        return {"final_loss": float(report["loss"][-1]) if len(report["loss"]) else None}
+        return {"final_loss": float(report["loss"][-1]) if len(report["loss"]) else None, "precision": report.get("precision")}
 
 
 class VAEWorker:
@@ -147,6 +147,7 @@ class VAEWorker:
         if config.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device should be a visible CUDA GPU for device='cuda', got none (torch.cuda.is_available() is False)")
         self.device = torch.device("cuda" if want_cuda else "cpu")
+        self.precision = vae_core.resolve_precision(config.precision, self.device)
         self.net: vae_core.VAENet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._data_key: tuple[int, int] | None = None
@@ -160,7 +161,7 @@ class VAEWorker:
         self._sink: Any = None
         # The first optimiser built in a process imports torch._dynamo (~1.4 s here):
         # pay that when the actor starts, not inside the first update.
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        vae_core.make_optimizer([torch.zeros(1, requires_grad=True)], 1e-3)
 
     PUSH_INTERVAL = 0.25
 
@@ -190,7 +191,7 @@ class VAEWorker:
         enc = encoder if encoder is not None else _seeded(lambda: vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden), init)
         dec = decoder if decoder is not None else _seeded(lambda: vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden), init)
         self.net = vae_core.VAENet(enc, dec).to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+        self.optimizer = vae_core.make_optimizer(self.net.parameters(), self.config.learning_rate)
 
     def _tensor(self, data: np.ndarray) -> torch.Tensor:
         # The data is the same object every round: convert and move it once.
@@ -222,14 +223,14 @@ class VAEWorker:
             mu = torch.as_tensor(np.asarray(prior_means.means, dtype=np.float32), device=self.device)
         losses = vae_core.train_epochs(
             self.net, self.optimizer, x, mu, self.config.epochs, min(self.config.batch_size, n),
-            self.config.kl_weight, self.config.reconstruction, self.generator, self._epoch_done,
+            self.config.kl_weight, self.config.reconstruction, self.generator, self._epoch_done, self.precision,
         )
         enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
         seconds = time.perf_counter() - start
-        log.info("%s round %d: %d epochs on %s, loss %.3f, %.2f s", self.name, round, self.config.epochs, self.device, losses[-1], seconds)
+        log.info("%s round %d: %d epochs on %s in %s, loss %.3f, %.2f s", self.name, round, self.config.epochs, self.device, self.precision, losses[-1], seconds)
         latents = Latents(sender=self.name, receiver=self.above, round=round, z=enc.z, lengths=data.lengths)
         recon = Reconstruction(sender=self.name, receiver=self.below, round=round, x_hat=enc.x_hat.astype(np.float32), lengths=data.lengths)
-        return latents, recon, {"loss": losses, "log_var": enc.log_var, "seconds": seconds, "device": str(self.device)}
+        return latents, recon, {"loss": losses, "log_var": enc.log_var, "seconds": seconds, "device": str(self.device), "precision": self.precision}
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue: RNG states and the weights file."""

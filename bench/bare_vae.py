@@ -1,13 +1,26 @@
-"""The baseline: a bare torch loop doing the VAE's training in one process, no Ray, no messages.
+"""The baselines: a bare torch loop doing the run's VAE training in one process, no Ray, no messages.
 
-Same networks (784-128-18 MLPs), same loss (BCE summed + KL to N(m, I)), Adam 1e-3, shuffled
-mini-batches, ``epochs`` passes, then one encode of all points.  ``python bench/bare_vae.py`` times
-one round of the tutorial's settings.
+Same networks (784-128-18 MLPs, mean and log-variance heads), same loss (BCE summed + KL to
+N(0, I)), Adam 1e-3, shuffled mini-batches of 500, ``rounds`` x ``epochs`` passes with one encode
+of all points after each round, as the tutorial's run trains its VAE.
+
+* naive (default): the loop as one would first write it -- index every mini-batch, plain Adam,
+  float32.
+* ``--tricks``: the same loop with what the VAE actor adopted (actors/vae_core.py): one gather
+  per epoch and contiguous slices, fused Adam, and bf16 autocast when ``--precision bf16``.
+  The OpenMP wait policy comes from the environment (bench/bench.py sets it as the run has it).
+
+Run it in a clean process (``bench/bench.py --only speed`` does, one process per baseline):
+
+    python bench/bare_vae.py [--tricks] [--precision fp32|bf16] [--rounds 5] [--epochs 200] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import time
 
 import numpy as np
@@ -15,13 +28,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist_seq3000.npz")
 
-def bare_round(data: np.ndarray, epochs: int = 200, batch_size: int = 500, latent: int = 18, threads: int | None = None, seed: int = 0) -> float:
-    """Seconds for ``epochs`` epochs of VAE training plus one encode, in a plain loop.
+
+def bare_rounds(
+    data: np.ndarray, rounds: int = 5, epochs: int = 200, batch_size: int = 500, latent: int = 18,
+    threads: int | None = None, seed: int = 0, tricks: bool = False, precision: str = "fp32",
+) -> list[float]:
+    """Seconds of each round (``epochs`` epochs of VAE training plus one encode), in a plain loop.
 
     Parameters
     ----------
     data : numpy.ndarray, shape (N, D), values in [0, 1]
+
+    Returns
+    -------
+    list of float, length ``rounds``
     """
     if threads:
         torch.set_num_threads(threads)
@@ -31,37 +53,70 @@ def bare_round(data: np.ndarray, epochs: int = 200, batch_size: int = 500, laten
     mean_head, logvar_head = nn.Linear(128, latent), nn.Linear(128, latent)
     dec_hidden, dec_out = nn.Linear(latent, 128), nn.Linear(128, d)
     params = [p for m in (hidden, mean_head, logvar_head, dec_hidden, dec_out) for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3)
-    x_all = torch.as_tensor(data, dtype=torch.float32)
+    opt = torch.optim.Adam(params, lr=1e-3, fused=True) if tricks else torch.optim.Adam(params, lr=1e-3)
+    x_all = torch.as_tensor(data, dtype=torch.float32).contiguous()
     prior = torch.zeros(n, latent)
-    start = time.perf_counter()
-    for _ in range(epochs):
-        order = torch.randperm(n)
-        noise = torch.randn(n, latent)
-        for s in range(0, n, batch_size):
-            idx = order[s : s + batch_size]
-            x = x_all[idx]
-            h = F.relu(hidden(x))
-            mu, logvar = mean_head(h), logvar_head(h)
-            z = mu + torch.exp(0.5 * logvar) * noise[idx]
-            logits = dec_out(F.relu(dec_hidden(z)))
-            loss = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + 0.5 * torch.sum(
-                torch.exp(logvar) + (mu - prior[idx]) ** 2 - 1.0 - logvar
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        mean_head(F.relu(hidden(x_all))).numpy()
-    return time.perf_counter() - start
+    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(epochs):
+            order = torch.randperm(n)
+            noise = torch.randn(n, latent)
+            if tricks:
+                xs, ps, ns = x_all.index_select(0, order), prior.index_select(0, order), noise.index_select(0, order)
+            for s, e in bounds:
+                if tricks:
+                    x, p, eps = xs[s:e], ps[s:e], ns[s:e]
+                else:
+                    idx = order[s:e]
+                    x, p, eps = x_all[idx], prior[idx], noise[idx]
+                with cast():
+                    h = F.relu(hidden(x))
+                    mu, logvar = mean_head(h).float(), logvar_head(h).float()
+                    z = mu + torch.exp(0.5 * logvar) * eps
+                    logits = dec_out(F.relu(dec_hidden(z))).float()
+                    loss = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + 0.5 * torch.sum(
+                        torch.exp(logvar) + (mu - p) ** 2 - 1.0 - logvar
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            mean_head(F.relu(hidden(x_all))).numpy()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bare_round(data: np.ndarray, epochs: int = 200, batch_size: int = 500, latent: int = 18, threads: int | None = None, seed: int = 0) -> float:
+    """Seconds of one naive round (kept for bench/scaling.py and older callers)."""
+    return bare_rounds(data, 1, epochs, batch_size, latent, threads, seed)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--npz", default=os.environ.get("SERKET_RAY_MNIST_NPZ", DEFAULT_NPZ))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--tricks", action="store_true", help="the adopted tricks: one gather per epoch, fused Adam, --precision")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    with np.load(args.npz) as f:
+        images = f["images"] / 255.0
+    rounds = bare_rounds(images, args.rounds, args.epochs, threads=args.threads, tricks=args.tricks, precision=args.precision)
+    row = {"tricks": args.tricks, "precision": args.precision, "threads": torch.get_num_threads(), "rounds_s": [round(r, 3) for r in rounds],
+           "train_s": round(sum(rounds), 3), "process_s": round(time.perf_counter() - t0, 3),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}
+    if args.json:
+        print(json.dumps(row))
+    else:
+        print(f"bare torch loop ({'tricks' if args.tricks else 'naive'}, {args.precision}, {row['threads']} threads): "
+              f"{row['train_s']:.2f} s for {args.rounds} x {args.epochs} epochs; rounds {row['rounds_s']}")
 
 
 if __name__ == "__main__":
-    import os
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--npz", default=os.environ.get("SERKET_RAY_MNIST_NPZ", "../shared/data/mnist_seq3000.npz"))
-    parser.add_argument("--epochs", type=int, default=200)
-    args = parser.parse_args()
-    images = np.load(args.npz)["images"] / 255.0
-    print(f"bare torch loop: {bare_round(images, args.epochs):.2f} s for {args.epochs} epochs")
+    main()

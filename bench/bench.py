@@ -27,7 +27,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bare_vae import bare_round  # noqa: E402
+#: The environment this command started with, before importing serket-ray sets its OpenMP default.
+START_ENV = dict(os.environ)
 
 ORIGINAL = {
     "accuracy (VAE+GMM+MM)": 0.674, "accuracy (VAE+GMM)": 0.705, "whole run s": 1142.0,
@@ -89,64 +90,128 @@ def part_accuracy(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             print(json.dumps(row), flush=True)
 
 
-def _vae_actor(images: np.ndarray, epochs: int) -> tuple[Any, Any]:
-    """A VAE actor started as the orchestrator starts it (auto resources, torch threads), and its data."""
-    import ray
-
-    from actors.config import VAEConfig
-    from actors.vae import VAEWorker
-    from messages import ObservationData
-    from orchestrator.executor import RayExecutor, auto_resources, threads_for
-
-    res = auto_resources("vae")
-    actor = RayExecutor(None).start("vae", VAEWorker, (VAEConfig(epochs=epochs), "vae", "gmm", "obs", np.random.SeedSequence(0), None, None, threads_for(res)), res)
-    ray.get(actor.get_state.remote())  # actor up
-    return actor, ray.put(ObservationData(sender="obs", receiver="vae", round=0, data=images))
+def _child_env(wait_policy: str | None) -> dict[str, str]:
+    """This command's environment as it was started, with OMP_WAIT_POLICY set (or unset for None)."""
+    env = dict(START_ENV)
+    env.pop("OMP_WAIT_POLICY", None)
+    if wait_policy is not None:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
 
 
-def _vae_actor_round(actor: Any, data: Any, round_index: int) -> float:
-    """Seconds of one VAE update inside its Ray actor, seen from the driver."""
-    import ray
+def _bare(args: argparse.Namespace, tricks: bool, precision: str, wait_policy: str | None, epochs: int | None = None, rounds: int | None = None) -> dict[str, Any]:
+    """One bare loop (bench/bare_vae.py) in its own clean process: no Ray, nothing else imported."""
+    cmd = [sys.executable, str(HERE / "bare_vae.py"), "--json", "--rounds", str(rounds or args.rounds), "--epochs", str(epochs or args.epochs),
+           "--precision", precision, *(["--tricks"] if tricks else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_child_env(wait_policy))
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
+
+def _tutorial_text_files(workdir: Path) -> tuple[Path, Path]:
+    """The tutorial's data and labels as text files (np.savetxt), written once into ``workdir``."""
+    data, labels = workdir / "tutorial_data.txt", workdir / "tutorial_category.txt"
+    if not (data.exists() and labels.exists()):
+        images, cats = load_mnist()
+        workdir.mkdir(parents=True, exist_ok=True)
+        np.savetxt(data, images)
+        np.savetxt(labels, cats, fmt="%d")
+    return data, labels
+
+
+def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path) -> dict[str, Any]:
+    """``serket-ray run`` on the text files in a fresh process, timed from spawn to exit.
+
+    Start-up: spawn until the first VAE update began (its line's arrival minus its
+    seconds); shutdown: the last update's line until the process ended.
+    """
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--data", str(data), "--labels", str(labels), "--out", str(out), "--overwrite",
+           "--rounds", str(args.rounds), "--epochs", str(args.epochs), "--seed", "0", "--precision", args.precision]
     t0 = time.perf_counter()
-    ray.get(actor.update.options(num_returns=3).remote(round=round_index, data=data))
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(None))
+    update_lines: list[float] = []
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if line.startswith("round ") and "(elapsed" in line:
+            update_lines.append(time.perf_counter() - t0)
+    if proc.wait() != 0:
+        raise RuntimeError(f"serket-ray run failed ({proc.returncode}):\n" + "\n".join(lines[-20:]))
+    whole = time.perf_counter() - t0
+    manifest = json.loads((out / "run.json").read_text())
+    first = manifest["updates"][0]
+    per_module: dict[str, list[float]] = {}
+    for u in manifest["updates"]:
+        per_module.setdefault(u["module"], []).append(round(u["seconds"], 3))
+    return {"whole_s": whole, "startup_s": update_lines[0] - first["seconds"], "shutdown_s": whole - update_lines[-1],
+            "accuracy": manifest["rounds"][-1].get("accuracy"), "per_module_s": per_module,
+            "precision": sorted({u["scalars"].get("precision") for u in manifest["updates"] if "precision" in u["scalars"]})}
+
+
+def _stats(values: list[float], digits: int = 2) -> dict[str, float]:
+    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits)}
+
+
+def _contention(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    """The tricks loop (``--contention-epochs`` epochs) alone and beside a CPU hog, with the run's
+    OpenMP wait policy (PASSIVE) and with OpenMP's default (spinning) one."""
+    row: dict[str, Any] = {"part": "speed", "what": f"bare tricks loop, {args.contention_epochs} epochs, beside a busy core (`python -c 'while True: pass'`)"}
+    for policy in ("PASSIVE", None):
+        alone = _bare(args, True, precision, policy, args.contention_epochs, 1)["train_s"]
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            busy = _bare(args, True, precision, policy, args.contention_epochs, 1)["train_s"]
+        finally:
+            hog.kill()
+            hog.wait()
+        name = policy or "unset"
+        row[f"{name}_alone_s"], row[f"{name}_beside_hog_s"], row[f"{name}_slowdown"] = round(alone, 2), round(busy, 2), round(busy / alone, 2)
+    return row
 
 
 def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    """VAE actor vs bare loop; whole run vs 5 bare rounds; GMM and MM update seconds."""
-    import ray
+    """The whole tutorial run through the CLI against bare torch loops doing its VAE training, each in
+    its own clean process, ``--repeats`` times in turn (bare fp32, bare with tricks, CLI run); then the
+    same loop beside a CPU hog."""
+    import torch
 
-    from orchestrator import Orchestrator
+    from actors.vae_core import resolve_precision
 
-    images, labels = load_mnist()
-    ray.init(include_dashboard=False, log_to_driver=False)
-    bare, actor = [], []
-    vae, data = _vae_actor(images, args.epochs)
-    for r in range(args.repeats + 1):  # interleaved pairs; the actor's first update is reported apart
-        bare.append(bare_round(images, args.epochs, threads=os.cpu_count()))
-        actor.append(_vae_actor_round(vae, data, r))
-    ray.kill(vae)
-    b, a = statistics.median(bare), statistics.median(actor[1:])
-    rows.append({"part": "speed", "what": "VAE update in its actor / bare loop", "ratio": round(a / b, 3), "bare_s": round(b, 2), "actor_s": round(a, 2),
-                 "actor_first_update_s": round(actor[0], 2), "bare_all": [round(x, 2) for x in bare], "actor_all": [round(x, 2) for x in actor]})
-    print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.workdir) / "speed_run"
-    t0 = time.perf_counter()
-    res = Orchestrator(build(images, labels, "full", args.epochs), out, seed=0).run(args.rounds)
-    whole = time.perf_counter() - t0
-    bare_after = bare_round(images, args.epochs, threads=os.cpu_count())
-    base = args.rounds * statistics.median(bare + [bare_after])
-    rows.append({"part": "speed", "what": f"whole {args.rounds}-round run on Ray / {args.rounds} bare rounds", "ratio": round(whole / base, 3),
-                 "whole_s": round(whole, 1), "bare_rounds_s": round(base, 1), "accuracy": [round(a, 4) for a in res.accuracy], "per_round": res.seconds})
-    print(json.dumps(rows[-1]), flush=True)
-    ray.shutdown()
+    precision = resolve_precision(args.precision, torch.device("cpu"))
+    workdir = Path(args.workdir)
+    data, labels = _tutorial_text_files(workdir)
+    policy = START_ENV.get("OMP_WAIT_POLICY", "PASSIVE")  # what the run uses: serket-ray sets PASSIVE unless it is set
+    bare, tricks, runs = [], [], []
+    for i in range(args.repeats):
+        bare.append(_bare(args, False, "fp32", START_ENV.get("OMP_WAIT_POLICY")))
+        tricks.append(_bare(args, True, precision, policy))
+        runs.append(_cli_run(args, data, labels, workdir / "speed_cli"))
+        print(json.dumps({"part": "speed", "repeat": i, "bare_fp32_s": bare[-1]["train_s"], "bare_tricks_s": tricks[-1]["train_s"],
+                          "whole_run_s": round(runs[-1]["whole_s"], 2), "startup_s": round(runs[-1]["startup_s"], 2),
+                          "shutdown_s": round(runs[-1]["shutdown_s"], 2), "accuracy": runs[-1]["accuracy"]}), flush=True)
+    n = f"{args.rounds} x {args.epochs} epochs"
+    rows.append({"part": "speed", "what": f"bare fp32 loop, naive ({n}, batch 500), s", **_stats([b["train_s"] for b in bare])})
+    rows.append({"part": "speed", "what": f"bare loop with the adopted tricks ({precision}, OMP_WAIT_POLICY={policy}), s", **_stats([t["train_s"] for t in tricks])})
+    rows.append({"part": "speed", "what": "whole CLI run on text files, spawn to exit, s", **_stats([r["whole_s"] for r in runs]),
+                 "precision": runs[-1]["precision"], "accuracy": [r["accuracy"] for r in runs]})
+    rows.append({"part": "speed", "what": "whole run / bare fp32 (target <= 1.0)", **_stats([r["whole_s"] / b["train_s"] for r, b in zip(runs, bare)], 3)})
+    ratio_tricks = [r["whole_s"] / t["train_s"] for r, t in zip(runs, tricks)]
+    rows.append({"part": "speed", "what": "whole run / bare with the same tricks (target <= 1.3)", **_stats(ratio_tricks, 3)})
+    rows.append({"part": "speed", "what": "start-up (spawn to first VAE update), s", **_stats([r["startup_s"] for r in runs])})
+    rows.append({"part": "speed", "what": "shutdown (last update to exit), s", **_stats([r["shutdown_s"] for r in runs])})
+    for module in runs[-1]["per_module_s"]:
+        per_round = [statistics.median(r["per_module_s"][module][k] for r in runs) for k in range(args.rounds)]
+        rows.append({"part": "speed", "what": f"{module} s per round (median over repeats; wall, with checkpoint)", "per_round_s": [round(x, 3) for x in per_round]})
+    for row in rows[-(7 + len(runs[-1]["per_module_s"])):]:
+        print(json.dumps(row), flush=True)
+    if args.contention_epochs:
+        rows.append(_contention(args, precision))
+        print(json.dumps(rows[-1]), flush=True)
+    out = workdir / "speed_cli"
     gmm_t, mm_t = _replay_gmm_mm(out, args.rounds)
-    updates = json.loads((out / "run.json").read_text())["updates"]
-    in_run = {kind: [round(u["compute_seconds"], 3) for u in updates if u["module"].endswith("_" + kind)] for kind in ("gmm", "mm")}
-    rows.append({"part": "speed", "what": "GMM update (N=3000, d=18, K=10, 100 sweeps + split/merge search), per round",
-                 "replayed_s": gmm_t, "in_actor_s": in_run["gmm"], "target": "<= 1 s"})
-    rows.append({"part": "speed", "what": "MM update (N=3000, K=10), per round", "replayed_s": mm_t, "in_actor_s": in_run["mm"], "target": "<= 0.05 s"})
+    rows.append({"part": "speed", "what": "GMM update replayed from the run's checkpoints, per round, s", "replayed_s": gmm_t})
+    rows.append({"part": "speed", "what": "MM update replayed, per round, s", "replayed_s": mm_t})
     print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
 
 
@@ -284,7 +349,9 @@ def main() -> None:
     parser.add_argument("--variants", default="full,no-mm,serket-message")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="speed: runs of (bare fp32, bare tricks, CLI run), min and median printed")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="speed: the run's VAE precision")
+    parser.add_argument("--contention-epochs", type=int, default=40, help="speed: epochs of the loop timed beside a CPU hog (0: skip)")
     parser.add_argument("--workdir", default="bench-out")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()

@@ -110,6 +110,9 @@ def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
     cmd.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
     cmd.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
+    cmd.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                     help="VAE training arithmetic: auto (default: bf16 on a CUDA GPU or a CPU with native bf16, AMX or "
+                          "AVX512-BF16; fp32 elsewhere), bf16 (autocast) or fp32; run.json records what each update used")
 
 
 def _add_sequence_options(cmd: argparse.ArgumentParser) -> None:
@@ -209,7 +212,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 GRAPH_ARGS = (
     "data", "labels", "data_key", "labels_key", "scale", "dataset", "cache_dir", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message",
-    "lengths", "sequence_key",
+    "lengths", "sequence_key", "precision",
 )
 
 
@@ -275,7 +278,7 @@ def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None
     if args.batch_size > data.shape[0]:
         log.warning("--batch-size %d is larger than the data (%d points): every epoch is one full batch", args.batch_size, data.shape[0])
     obs = Observation(data, lengths=lengths)
-    vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
+    vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size, precision=getattr(args, "precision", "auto"))
     gmm = GMM(args.clusters, itr=args.sweeps, category=labels)
     vae.connect(obs)
     gmm.connect(vae)
@@ -522,5 +525,25 @@ def main(argv: list[str] | None = None) -> int:
         runlock.release_all()
 
 
+def entry() -> NoReturn:
+    """The ``serket-ray`` console script: :func:`main`, then a quick exit.
+
+    By the time ``main`` returns, every file of the run is written, fsynced and
+    renamed.  What a normal interpreter exit would still do is wait: Ray's exit
+    hook sleeps 0.5 s before stopping the local Ray it started, and tearing down
+    torch, pyarrow and their thread pools takes seconds more on a busy machine.
+    So Ray is stopped here (without the sleep), output is flushed, and the
+    process ends at once.
+    """
+    status = main()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()  # stops the processes of a local Ray this run started; only disconnects from a cluster
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

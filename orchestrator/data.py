@@ -34,6 +34,7 @@ import numpy as np
 
 from actors.module import as_data_matrix, as_labels
 from messages.errors import DataError
+from orchestrator.textread import read_plain_table
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +254,11 @@ def _load_text(p: Path, what: str) -> np.ndarray:
     ):
         skiprows = lines[0][0] + 1
         logger.info("%s: skipping header line %r", p, lines[0][1][:80])
+    # A plain table (one space or comma between numbers, nothing else) is parsed on
+    # pyarrow's threads; anything else, and every error, goes through np.loadtxt.
+    fast = read_plain_table(p, delimiter) if skiprows == 0 else None
+    if fast is not None:
+        return fast
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below

@@ -106,6 +106,11 @@ def connect_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        # Workers on a cluster do not inherit this process's environment: pass the OpenMP wait policy on (see actors/__init__.py).
+        policy = {k: os.environ[k] for k in ("OMP_WAIT_POLICY",) if k in os.environ}
+        if policy:
+            kwargs["runtime_env"] = {"env_vars": policy}
     try:
         if address:
             try:
