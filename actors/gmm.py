@@ -123,7 +123,7 @@ class GMMWorker:
         self.rng = numpy_generator(seed)
         self.labels: np.ndarray | None = None
 
-    def _initial_labels(self, x: np.ndarray, prior: gmm_core.NIWPrior) -> np.ndarray:
+    def _initial_labels(self, x: np.ndarray, prior: gmm_core.NIWPrior, lengths: np.ndarray | None = None) -> np.ndarray:
         """Labels (N,) of the first update: the best of ``init_restarts`` k-means++ starts by the joint objective."""
         cfg = self.config
         k = cfg.n_components
@@ -135,7 +135,7 @@ class GMMWorker:
             if cfg.init_restarts == 1:
                 return labels
             if self.sequence:
-                fit = sequence_core.chain_fit(x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations)
+                fit = sequence_core.chain_fit(x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations, lengths)
                 score, labels = fit.log_likelihood, np.argmax(fit.posterior, axis=1)
             else:
                 score = mixture_moves.log_marginal(x, labels, k, prior, cfg.weight_concentration)
@@ -150,9 +150,9 @@ class GMMWorker:
         return gmm_core.mixture_prior(xs, cfg.prior_kappa, cfg.prior_scale, cfg.covariance_strength, cfg.prior_covariance)
 
     def _sequence_step(
-        self, xs: np.ndarray, prior: gmm_core.NIWPrior, log_bias: np.ndarray | None
+        self, xs: np.ndarray, prior: gmm_core.NIWPrior, log_bias: np.ndarray | None, lengths: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, list[str], sequence_core.ChainPrior | None]:
-        """Split/merge search and the chain prior for the sweeps.
+        """Split/merge search and the chain prior for the sweeps, each sequence of ``lengths`` on its own.
 
         Returns
         -------
@@ -169,7 +169,7 @@ class GMMWorker:
         if cfg.sequence_moves > 0:
             found = sequence_core.search(
                 xs, self.labels, k, prior, self.rng, alpha=cfg.chain_alpha, max_moves=cfg.sequence_moves,
-                n_best=cfg.move_candidates, min_gain=cfg.move_min_gain, em_iterations=cfg.chain_em_iterations,
+                n_best=cfg.move_candidates, min_gain=cfg.move_min_gain, em_iterations=cfg.chain_em_iterations, lengths=lengths,
                 mixture_candidates=cfg.joint_mixture_candidates,
             )
             moves = found.moves
@@ -179,8 +179,8 @@ class GMMWorker:
                     log_bias = np.log(np.maximum(found.fit.prior, 1e-300))
             trans = found.fit.transitions
         else:
-            trans = mm_core.transition_matrix(mm_core.expected_counts(np.eye(k)[self.labels]), cfg.chain_alpha)
-        chain = sequence_core.ChainPrior(xs, prior, trans, cfg.chain_alpha) if cfg.chain_refresh > 0 else None
+            trans = mm_core.transition_matrix(mm_core.expected_counts(np.eye(k)[self.labels], lengths), cfg.chain_alpha)
+        chain = sequence_core.ChainPrior(xs, prior, trans, cfg.chain_alpha, lengths) if cfg.chain_refresh > 0 else None
         return log_bias, moves, chain
 
     def update(self, round: int, latents: Latents | ObservationData, class_prior: ClassPrior | None = None) -> tuple[ClassPosteriors, PriorMeans, dict[str, Any]]:
@@ -194,6 +194,7 @@ class GMMWorker:
         """
         start = time.perf_counter()
         x = latents.z if isinstance(latents, Latents) else latents.data
+        lengths = latents.lengths
         k = self.config.n_components
         if k > x.shape[0]:
             raise ConfigError(f"n_components should be at most the number of points {x.shape[0]}, got {k}")
@@ -204,7 +205,7 @@ class GMMWorker:
             centre, spread, xs = np.zeros(x.shape[1]), np.ones(x.shape[1]), x
         prior = self._prior(xs)
         if self.labels is None or self.labels.shape[0] != x.shape[0]:
-            self.labels = self._initial_labels(xs, prior)
+            self.labels = self._initial_labels(xs, prior, lengths)
         log_bias = None
         if class_prior is not None and self.config.use_class_prior:
             with np.errstate(divide="ignore"):
@@ -212,7 +213,7 @@ class GMMWorker:
         moves: list[str] = []
         chain = None
         if self.sequence:
-            log_bias, moves, chain = self._sequence_step(xs, prior, log_bias)
+            log_bias, moves, chain = self._sequence_step(xs, prior, log_bias, lengths)
         elif self.config.mixture_moves > 0:
             found = mixture_moves.search(
                 xs, self.labels, k, prior, self.rng, concentration=self.config.weight_concentration,
@@ -230,8 +231,8 @@ class GMMWorker:
         log.info("%s round %d: %d sweeps, %d moves, sizes %s, %.3f s", self.name, round, self.config.n_sweeps, len(moves), res.counts.astype(int).tolist(), seconds)
         for move in moves:
             log.info("%s round %d: move %s", self.name, round, move)
-        post = ClassPosteriors(sender=self.name, receiver=self.above, round=round, probs=res.probs, log_likelihood=res.log_likelihood)
-        means = PriorMeans(sender=self.name, receiver=self.below, round=round, means=class_means[assigned])
+        post = ClassPosteriors(sender=self.name, receiver=self.above, round=round, probs=res.probs, log_likelihood=res.log_likelihood, lengths=lengths)
+        means = PriorMeans(sender=self.name, receiver=self.below, round=round, means=class_means[assigned], lengths=lengths)
         report = {
             "labels": res.labels, "class_means": class_means, "counts": res.counts, "weights": res.weights,
             "covariances": res.covariances * np.outer(spread, spread)[None], "seconds": seconds, "moves": moves,

@@ -60,17 +60,26 @@ class MarkovModel(Module):
     def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
         np.savetxt(directory / f"msg_{self.mode}.txt", outputs["class_prior"].probs)
         np.savetxt(directory / f"trans_prob_{self.mode}.txt", outputs["report"]["transitions"])
+        if "initial" in outputs["report"]:
+            np.savetxt(directory / f"init_prob_{self.mode}.txt", outputs["report"]["initial"])
         return {"sequence_log_likelihood": outputs["report"]["log_likelihood"]}
 
 
 class MMWorker:
-    """Estimates the transition matrix and computes the message; becomes a Ray actor."""
+    """Estimates the transition matrix and computes the message; becomes a Ray actor.
+
+    When the posteriors come with ``lengths`` (many sequences), no transition is
+    counted across a boundary and the worker also learns the distribution of a
+    sequence's first class from the sequences' first points (``initial``); with
+    one sequence that distribution stays uniform.
+    """
 
     def __init__(self, config: MMConfig, name: str, below: str, seed: np.random.SeedSequence) -> None:
         self.config = config
         self.name, self.below = name, below
         self.rng = numpy_generator(seed)
         self.transitions: np.ndarray | None = None
+        self.initial: np.ndarray | None = None
 
     def update(self, round: int, posteriors: ClassPosteriors) -> tuple[ClassPrior, dict[str, Any]]:
         """Learn transitions from the GMM's posteriors and compute the message.
@@ -78,11 +87,13 @@ class MMWorker:
         Returns
         -------
         class_prior : ClassPrior, probs (N, K), to the GMM
-        report : dict with ``transitions`` (K, K), ``counts`` (K, K), ``log_likelihood``
+        report : dict with ``transitions`` (K, K), ``counts`` (K, K), ``log_likelihood``,
+            and ``initial`` (K,) with many sequences
         """
         start = time.perf_counter()
         cfg = self.config
         probs = posteriors.probs
+        lengths = posteriors.lengths
         if probs.shape[0] < 2:
             raise ConfigError(f"a Markov model needs a sequence of at least 2 points, got {probs.shape[0]}")
         if posteriors.log_likelihood is not None:
@@ -91,63 +102,80 @@ class MMWorker:
             log_em = np.log(np.maximum(probs, 1e-300))
         log_lik = float("nan")
         if cfg.counts == "sampled":
-            counts = mm_core.sampled_counts(probs, cfg.n_samples, self.rng)
+            counts = mm_core.sampled_counts(probs, cfg.n_samples, self.rng, lengths)
         else:
-            counts = mm_core.expected_counts(probs)
+            counts = mm_core.expected_counts(probs, lengths)
         trans = mm_core.transition_matrix(counts, cfg.alpha)
+        initial = mm_core.initial_distribution(probs, lengths, cfg.alpha)
         fb: mm_core.ForwardBackward | None = None
         if cfg.counts == "pairwise":
-            trans, fb, iterations = self._baum_welch(log_em, trans)
+            trans, initial, fb, iterations = self._baum_welch(log_em, trans, initial, lengths)
             counts = fb.pair_counts
             log.debug("%s round %d: %d Baum-Welch iterations", self.name, round, iterations)
-        self.transitions = trans
+        self.transitions, self.initial = trans, initial
         if cfg.message == "forward-backward":
             if fb is None:
-                fb = mm_core.forward_backward(log_em, trans)
+                fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
             msg, log_lik = fb.prior, fb.log_likelihood
         else:
-            msg = mm_core.one_step_message(probs, trans)
+            msg = mm_core.one_step_message(probs, trans, lengths, initial)
         seconds = time.perf_counter() - start
         log.info("%s round %d: message %s, %.3f s", self.name, round, cfg.message, seconds)
-        prior = ClassPrior(sender=self.name, receiver=self.below, round=round, probs=msg)
-        return prior, {"transitions": trans, "counts": counts, "log_likelihood": log_lik, "seconds": seconds}
+        prior = ClassPrior(sender=self.name, receiver=self.below, round=round, probs=msg, lengths=lengths)
+        report = {"transitions": trans, "counts": counts, "log_likelihood": log_lik, "seconds": seconds}
+        if initial is not None:
+            report["initial"] = initial
+        return prior, report
 
-    def _baum_welch(self, log_em: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, mm_core.ForwardBackward, int]:
+    def _baum_welch(
+        self, log_em: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None, lengths: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, mm_core.ForwardBackward, int]:
         """Re-estimate the transitions with the emissions fixed.
 
         Starts from ``trans`` (counted from the posteriors) or, unless the mixture has
         renumbered its clusters since the last update, from the last update's
         transitions, whichever explains the sequence better.  Each iteration is one
         forward-backward pass; the pass of the final transitions is returned too, so
-        the message costs no extra pass.
+        the message costs no extra pass.  With ``lengths`` (many sequences) the
+        initial distribution is re-estimated alongside, from the smoothed
+        posteriors of the sequences' first points.
 
         Returns
         -------
         trans : numpy.ndarray, shape (K, K)
-        fb : ForwardBackward under ``trans``
+        initial : numpy.ndarray, shape (K,), or None (one sequence)
+        fb : ForwardBackward under ``trans`` and ``initial``
         iterations : int
         """
         cfg = self.config
-        fb = mm_core.forward_backward(log_em, trans)
+        fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
         if self.transitions is not None and self.transitions.shape == trans.shape:
-            warm = mm_core.forward_backward(log_em, self.transitions)
+            warm_initial = self.initial if initial is not None and self.initial is not None and self.initial.shape == initial.shape else initial
+            warm = mm_core.forward_backward(log_em, self.transitions, warm_initial, lengths=lengths)
             if warm.log_likelihood >= fb.log_likelihood:
-                trans, fb = self.transitions, warm
+                trans, initial, fb = self.transitions, warm_initial, warm
         iterations = 0
         while iterations < cfg.em_iterations:
             new = mm_core.transition_matrix(fb.pair_counts, cfg.alpha)
             moved = float(np.abs(new - trans).max())
-            trans, fb, iterations = new, mm_core.forward_backward(log_em, new), iterations + 1
+            if initial is not None:
+                new_initial = mm_core.initial_distribution(fb.posterior, lengths, cfg.alpha)
+                moved = max(moved, float(np.abs(new_initial - initial).max()))
+                initial = new_initial
+            trans, fb, iterations = new, mm_core.forward_backward(log_em, new, initial, lengths=lengths), iterations + 1
             if moved <= cfg.em_tolerance:
                 break
-        return trans, fb, iterations
+        return trans, initial, fb, iterations
 
     def get_state(self) -> dict[str, Any]:
-        """Everything needed to continue: the transitions and RNG state."""
+        """Everything needed to continue: the transitions, the initial distribution (many sequences) and RNG state."""
         arrays = {} if self.transitions is None else {"transitions": self.transitions}
+        if self.initial is not None:
+            arrays["initial"] = self.initial
         return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned."""
         self.transitions = state["arrays"].get("transitions")
+        self.initial = state["arrays"].get("initial")
         set_generator_state(self.rng, state["meta"]["rng"])

@@ -14,6 +14,12 @@ all blocks in parallel, the blocks are chained, then every block runs its own
 recursion in parallel.  This costs about 4 sqrt(N) vectorised numpy steps
 instead of 2N scalar ones, and stays exact (all quantities are non-negative, so
 rescaling each step loses nothing).
+
+Many sequences follow hmmlearn's convention: ``lengths`` (S,) positive integers
+summing to N cut the N points into S consecutive sequences (``None``: one
+sequence).  No pair of points across a boundary is counted or used: the first
+point of every sequence gets the initial distribution instead of a transition
+from the last point of the sequence before.
 """
 
 from __future__ import annotations
@@ -41,27 +47,85 @@ def transition_matrix(counts: np.ndarray, alpha: float) -> np.ndarray:
     return (counts + alpha) / (counts.sum(axis=1, keepdims=True) + k * alpha)
 
 
-def expected_counts(probs: np.ndarray) -> np.ndarray:
+def sequence_starts(lengths: np.ndarray | None, n: int) -> np.ndarray:
+    """Which points begin a sequence.
+
+    Parameters
+    ----------
+    lengths : numpy.ndarray, shape (S,), positive ints summing to ``n``, or None
+        None means one sequence.
+    n : int
+        Number of points N.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), bool; entry 0 is always True.
+    """
+    start = np.zeros(n, dtype=bool)
+    if n:
+        start[0] = True
+    if lengths is not None:
+        start[np.cumsum(lengths)[:-1]] = True
+    return start
+
+
+def _within(lengths: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Bool mask (N - 1,) of the consecutive pairs (t, t + 1) inside one sequence; None: all are."""
+    return None if lengths is None else ~sequence_starts(lengths, n)[1:]
+
+
+def initial_distribution(probs: np.ndarray, lengths: np.ndarray | None, alpha: float) -> np.ndarray | None:
+    """Dirichlet-smoothed distribution of the first class of a sequence.
+
+    (sum_s p_{start_s} + alpha) / (S + K alpha), from the class posteriors of the
+    sequences' first points.  With one sequence (``lengths`` None) a single point
+    says nothing about a distribution: None, which every function here reads as
+    uniform.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray, shape (N, K)
+    lengths : numpy.ndarray, shape (S,), or None
+    alpha : float
+        Dirichlet smoothing, > 0.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K,), summing to one, or None.
+    """
+    if lengths is None:
+        return None
+    first = probs[sequence_starts(lengths, probs.shape[0])].sum(axis=0)
+    return (first + alpha) / (first.sum() + probs.shape[1] * alpha)
+
+
+def expected_counts(probs: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     """Exact expected transition counts sum_t p_t p_{t+1}^T of independent posteriors.
 
     Parameters
     ----------
     probs : numpy.ndarray, shape (N, K)
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths; pairs across a boundary are not counted.
 
     Returns
     -------
     numpy.ndarray, shape (K, K)
     """
-    return probs[:-1].T @ probs[1:]
+    within = _within(lengths, probs.shape[0])
+    if within is None:
+        return probs[:-1].T @ probs[1:]
+    return probs[:-1][within].T @ probs[1:][within]
 
 
-def sampled_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+def sampled_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator, lengths: np.ndarray | None = None) -> np.ndarray:
     """Transition counts from ``n_samples`` joint draws of every point's class.
 
     Each draw picks a class per point by inverting the *cumulative* posterior
     (the original compared single probabilities and was biased) and counts
     consecutive pairs.  Counts are divided by ``n_samples`` so that they are on
     the scale of :func:`expected_counts` (which they estimate without bias).
+    With ``lengths`` (S,) pairs across a sequence boundary are not counted.
 
     Returns
     -------
@@ -73,12 +137,26 @@ def sampled_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) 
     u = rng.random((n_samples, n, 1))
     draws = (u > cdf[None, :, :]).sum(axis=2)  # (S, N) inverse-CDF sampling
     pair = draws[:, :-1] * k + draws[:, 1:]
+    within = _within(lengths, n)
+    if within is not None:
+        pair = pair[:, within]
     counts = np.bincount(pair.ravel(), minlength=k * k).reshape(k, k)
     return counts / float(n_samples)
 
 
-def one_step_message(probs: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """Serket's message: msg_t = p_{t-1} T (uniform for the first point).
+def one_step_message(
+    probs: np.ndarray, trans: np.ndarray, lengths: np.ndarray | None = None, initial: np.ndarray | None = None,
+) -> np.ndarray:
+    """Serket's message: msg_t = p_{t-1} T; the first point of a sequence gets ``initial``.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray, shape (N, K)
+    trans : numpy.ndarray, shape (K, K)
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths (one sequence when omitted).
+    initial : numpy.ndarray, shape (K,), optional
+        Distribution of a sequence's first class; uniform when omitted.
 
     Returns
     -------
@@ -87,6 +165,8 @@ def one_step_message(probs: np.ndarray, trans: np.ndarray) -> np.ndarray:
     msg = np.empty_like(probs)
     msg[0] = 1.0 / probs.shape[1]
     msg[1:] = probs[:-1] @ trans
+    if lengths is not None or initial is not None:
+        msg[sequence_starts(lengths, probs.shape[0])] = 1.0 / probs.shape[1] if initial is None else initial
     msg /= msg.sum(axis=1, keepdims=True)
     return msg
 
@@ -122,6 +202,7 @@ def forward_backward(
     trans: np.ndarray,
     initial: np.ndarray | None = None,
     block: int | None = None,
+    lengths: np.ndarray | None = None,
 ) -> ForwardBackward:
     """Exact HMM smoothing with scaled, blocked recursions.
 
@@ -132,9 +213,13 @@ def forward_backward(
     trans : numpy.ndarray, shape (K, K)
         Row-stochastic transition matrix, strictly positive.
     initial : numpy.ndarray, shape (K,), optional
-        Distribution of the first class; uniform when omitted.
+        Distribution of the first class of every sequence; uniform when omitted.
     block : int, optional
         Block length; about sqrt(N) when omitted.
+    lengths : numpy.ndarray, shape (S,), optional
+        Lengths of the sequences the N points form, in order (one sequence when
+        omitted).  The result equals S separate passes, concatenated (pair
+        counts and log-likelihoods summed).
 
     Returns
     -------
@@ -151,17 +236,31 @@ def forward_backward(
     e_pad = np.ones((n_blocks * length, k))
     e_pad[:n] = e
     eb = e_pad.reshape(n_blocks, length, k)
+    # starts[b, i]: point b * length + i begins a sequence other than the first.  Its
+    # transfer matrix is 1 pi0^T instead of T: the predecessor is forgotten.
+    starts = None
+    if lengths is not None:
+        flags = np.zeros(n_blocks * length, dtype=bool)
+        flags[:n] = sequence_starts(lengths, n)
+        flags[0] = False  # the first point is handled as before
+        starts = flags.reshape(n_blocks, length)
 
     # Pass 1: each block's transfer product S_b = G_first ... G_last, G_t = A_t diag(e_t),
     # where A_0 = 1 pi0^T and A_t = T otherwise.  Rescaled each step (log scale kept);
     # S T for all blocks at once is one (n_blocks K, K) x (K, K) product.
     s = trans[None, :, :] * eb[:, 0, None, :]
     s[0] = pi0[None, :] * eb[0, 0][None, :]
+    if starts is not None and starts[:, 0].any():
+        hit = starts[:, 0]
+        s[hit] = (pi0[None, :] * eb[hit, 0])[:, None, :]
     m = s.max(axis=(1, 2))
     s /= m[:, None, None]
     log_scale = np.log(m)
     for i in range(1, length):
         s = (s.reshape(n_blocks * k, k) @ trans).reshape(n_blocks, k, k)
+        if starts is not None and starts[:, i].any():
+            hit = starts[:, i]  # S 1 pi0^T: each row's mass (T keeps it) moved onto pi0
+            s[hit] = s[hit].sum(axis=2, keepdims=True) * pi0[None, None, :]
         s *= eb[:, i, None, :]
         m = s.max(axis=(1, 2))
         s /= m[:, None, None]
@@ -190,6 +289,8 @@ def forward_backward(
         p = alpha @ trans
         if i == 0:
             p[0] = pi0
+        if starts is not None:
+            p[starts[:, i]] = pi0
         pred[:, i] = _normalise(p)
         alpha = _normalise(pred[:, i] * eb[:, i])
     beta = np.empty((n_blocks, length, k))
@@ -197,6 +298,8 @@ def forward_backward(
     for i in range(length - 1, -1, -1):
         beta[:, i] = cur
         cur = _normalise((eb[:, i] * cur) @ trans.T)
+        if starts is not None:
+            cur[starts[:, i]] = 1.0 / k  # the last point of a sequence has no successor
 
     pred = pred.reshape(-1, k)[:n]
     beta = beta.reshape(-1, k)[:n]
@@ -205,9 +308,12 @@ def forward_backward(
     # Pairwise marginals: xi_t(j, k) = filt_t(j) T_jk r_{t+1}(k) / z_t with r = e * beta and
     # z_t = filt_t . (T r_{t+1}); summed over t this is one (K, N) x (N, K) product.
     filt = _normalise(pred * e)
-    right = e[1:] * beta[1:]
-    z = np.einsum("tj,tj->t", filt[:-1], right @ trans.T)
-    pair_counts = trans * ((filt[:-1] / z[:, None]).T @ right)
+    left, right = filt[:-1], e[1:] * beta[1:]
+    within = _within(lengths, n)
+    if within is not None:  # no pair across a boundary
+        left, right = left[within], right[within]
+    z = np.einsum("tj,tj->t", left, right @ trans.T)
+    pair_counts = trans * ((left / z[:, None]).T @ right)
     return ForwardBackward(
         prior=prior,
         posterior=posterior,
@@ -216,8 +322,20 @@ def forward_backward(
     )
 
 
-def forward_backward_reference(log_emission: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None) -> ForwardBackward:
-    """Plain sequential log-space forward-backward; slow, used as a test reference."""
+def forward_backward_reference(
+    log_emission: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None, lengths: np.ndarray | None = None,
+) -> ForwardBackward:
+    """Plain sequential log-space forward-backward, one sequence at a time; slow, used as a test reference."""
+    if lengths is not None:
+        parts = [_reference_one(x, trans, initial) for x in np.split(log_emission, np.cumsum(lengths)[:-1])]
+        return ForwardBackward(
+            np.vstack([p.prior for p in parts]), np.vstack([p.posterior for p in parts]),
+            sum(p.pair_counts for p in parts), float(sum(p.log_likelihood for p in parts)),
+        )
+    return _reference_one(log_emission, trans, initial)
+
+
+def _reference_one(log_emission: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None) -> ForwardBackward:
     from scipy.special import logsumexp
 
     n, k = log_emission.shape

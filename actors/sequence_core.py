@@ -27,6 +27,11 @@ move is taken when it gains at least ``min_gain`` nats, which is an
 unsupervised criterion: no label is ever looked at.  Every cluster a move does
 not touch keeps its number.
 
+With many sequences (``lengths``, hmmlearn's convention) a point's context and
+the chain stop at its sequence's ends: the first point of a sequence has no
+predecessor, the last no successor, and the chain starts every sequence from
+its initial distribution.
+
 Every function takes its random generator explicitly; nothing uses global RNG.
 """
 
@@ -42,22 +47,29 @@ from actors import gmm_core, mixture_moves, mm_core
 log = logging.getLogger(__name__)
 
 
-def neighbour_context(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_context(probs: np.ndarray, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Class posteriors of each point's predecessor and successor.
 
     Parameters
     ----------
     probs : numpy.ndarray, shape (N, K)
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths (one sequence when omitted).
 
     Returns
     -------
     pred, succ : numpy.ndarray, shape (N, K)
-        Row t holds ``probs[t - 1]`` and ``probs[t + 1]``; the first point's
-        predecessor and the last point's successor are uniform.
+        Row t holds ``probs[t - 1]`` and ``probs[t + 1]``; a sequence's first
+        point's predecessor and its last point's successor are uniform.
     """
     k = probs.shape[1]
     uniform = np.full((1, k), 1.0 / k)
-    return np.vstack([uniform, probs[:-1]]), np.vstack([probs[1:], uniform])
+    pred, succ = np.vstack([uniform, probs[:-1]]), np.vstack([probs[1:], uniform])
+    if lengths is not None:
+        start = mm_core.sequence_starts(lengths, probs.shape[0])
+        pred[start] = uniform
+        succ[np.roll(start, -1)] = uniform  # the point before each start ends a sequence
+    return pred, succ
 
 
 def within_scatter(f: np.ndarray, groups: np.ndarray, n_groups: int) -> float:
@@ -102,7 +114,9 @@ class Move:
     score: float
 
 
-def propose_moves(labels: np.ndarray, probs: np.ndarray, rng: np.random.Generator, n_best: int = 3, min_size: int = 4) -> list[Move]:
+def propose_moves(
+    labels: np.ndarray, probs: np.ndarray, rng: np.random.Generator, n_best: int = 3, min_size: int = 4, lengths: np.ndarray | None = None,
+) -> list[Move]:
     """The ``n_best`` repartitions and ``n_best`` merge-and-splits that explain most context.
 
     Parameters
@@ -115,13 +129,15 @@ def propose_moves(labels: np.ndarray, probs: np.ndarray, rng: np.random.Generato
         Candidates of each kind returned.
     min_size : int
         Smallest group of points that is split.
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths: no context across a boundary.
 
     Returns
     -------
     list of Move, repartitions first, each kind best first.
     """
     k = probs.shape[1]
-    pred, succ = neighbour_context(probs)
+    pred, succ = neighbour_context(probs, lengths)
     members = [np.flatnonzero(labels == j) for j in range(k)]
     reparts: list[tuple[float, str, int, int, np.ndarray, np.ndarray]] = []
     merges: list[tuple[float, str, int, int, int, np.ndarray]] = []
@@ -185,7 +201,9 @@ def emission_log_likelihood(x: np.ndarray, weights: np.ndarray, prior: gmm_core.
     return gmm_core.gaussian_log_likelihood(x, means, prec_chol)
 
 
-def chain_fit(x: np.ndarray, weights: np.ndarray, prior: gmm_core.NIWPrior, alpha: float, n_iter: int) -> ChainFit:
+def chain_fit(
+    x: np.ndarray, weights: np.ndarray, prior: gmm_core.NIWPrior, alpha: float, n_iter: int, lengths: np.ndarray | None = None,
+) -> ChainFit:
     """Fit emissions and transitions by ``n_iter`` EM iterations from ``weights``.
 
     Parameters
@@ -198,15 +216,20 @@ def chain_fit(x: np.ndarray, weights: np.ndarray, prior: gmm_core.NIWPrior, alph
         Dirichlet smoothing of the transition rows.
     n_iter : int
         EM iterations (0 scores the starting memberships as they are).
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths: each sequence is its own chain, started from an
+        initial distribution fitted alongside (uniform with one sequence).
     """
     w = weights
-    trans = mm_core.transition_matrix(mm_core.expected_counts(w), alpha)
+    trans = mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha)
+    initial = mm_core.initial_distribution(w, lengths, alpha)
     for it in range(n_iter + 1):
-        fb = mm_core.forward_backward(emission_log_likelihood(x, w, prior), trans)
+        fb = mm_core.forward_backward(emission_log_likelihood(x, w, prior), trans, initial, lengths=lengths)
         if it == n_iter:
             break
         w = fb.posterior
         trans = mm_core.transition_matrix(fb.pair_counts, alpha)
+        initial = mm_core.initial_distribution(w, lengths, alpha)
     return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
 
 
@@ -240,6 +263,7 @@ def search(
     n_best: int = 3,
     min_gain: float = 10.0,
     em_iterations: int = 3,
+    lengths: np.ndarray | None = None,
     mixture_candidates: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
@@ -260,6 +284,8 @@ def search(
         Candidates of each kind scored per move.
     min_gain : float
         Least gain in sequence log-likelihood (nats) for a move to be taken.
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths (one sequence when omitted).
     mixture_candidates : int
         Merge-and-split moves of the mixture (merge two clusters, split a third
         by 2-means on the latents; :func:`actors.mixture_moves.candidates`, ranked by
@@ -273,15 +299,15 @@ def search(
     SearchResult
     """
     eye = np.eye(n_classes)
-    base = chain_fit(x, eye[labels], prior, alpha, em_iterations)
+    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
     taken: list[str] = []
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
-        proposals = propose_moves(labels, base.posterior, rng, n_best)
+        proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
         if mixture_candidates > 0 and n_classes >= 3:
             proposals += mixture_proposals(x, labels, n_classes, prior, rng, mixture_candidates)
         for move in proposals:
-            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations)
+            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths)
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
@@ -291,7 +317,7 @@ def search(
         log.debug("took %s", taken[-1])
         # Adopt the labels of the chain fitted from the move, then rescore them.
         labels = np.argmax(best[2].posterior, axis=1)
-        base = chain_fit(x, eye[labels], prior, alpha, em_iterations)
+        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
     return SearchResult(labels, base, taken)
 
 
@@ -323,17 +349,27 @@ class ChainPrior:
         Starting transitions.
     alpha : float
         Dirichlet smoothing of the transition rows.
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths; with them the initial distribution is re-estimated
+        each call too.
     """
 
-    def __init__(self, x: np.ndarray, prior: gmm_core.NIWPrior, transitions: np.ndarray, alpha: float) -> None:
+    def __init__(
+        self, x: np.ndarray, prior: gmm_core.NIWPrior, transitions: np.ndarray, alpha: float, lengths: np.ndarray | None = None,
+    ) -> None:
         self.x, self.prior, self.alpha = x, prior, alpha
         self.transitions = transitions
+        self.lengths = lengths
+        self.initial: np.ndarray | None = None
 
     def __call__(self, labels: np.ndarray) -> np.ndarray:
         k = self.transitions.shape[0]
         post = gmm_core.class_posterior(self.x, labels, k, self.prior)
         means, prec_chol = gmm_core.point_estimate(post)
-        fb = mm_core.forward_backward(gmm_core.gaussian_log_likelihood(self.x, means, prec_chol), self.transitions)
+        if self.lengths is not None and self.initial is None:
+            self.initial = mm_core.initial_distribution(np.eye(k)[labels], self.lengths, self.alpha)
+        fb = mm_core.forward_backward(gmm_core.gaussian_log_likelihood(self.x, means, prec_chol), self.transitions, self.initial, lengths=self.lengths)
         self.transitions = mm_core.transition_matrix(fb.pair_counts, self.alpha)
+        self.initial = mm_core.initial_distribution(fb.posterior, self.lengths, self.alpha)
         with np.errstate(divide="ignore"):
             return np.log(np.maximum(fb.prior, 1e-300))

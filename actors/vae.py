@@ -227,8 +227,8 @@ class VAEWorker:
         enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
         seconds = time.perf_counter() - start
         log.info("%s round %d: %d epochs on %s, loss %.3f, %.2f s", self.name, round, self.config.epochs, self.device, losses[-1], seconds)
-        latents = Latents(sender=self.name, receiver=self.above, round=round, z=enc.z)
-        recon = Reconstruction(sender=self.name, receiver=self.below, round=round, x_hat=enc.x_hat.astype(np.float32))
+        latents = Latents(sender=self.name, receiver=self.above, round=round, z=enc.z, lengths=data.lengths)
+        recon = Reconstruction(sender=self.name, receiver=self.below, round=round, x_hat=enc.x_hat.astype(np.float32), lengths=data.lengths)
         return latents, recon, {"loss": losses, "log_var": enc.log_var, "seconds": seconds, "device": str(self.device)}
 
     def get_state(self) -> dict[str, Any]:

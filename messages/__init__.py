@@ -1,6 +1,6 @@
 """Typed, frozen, validated messages exchanged between serket-ray modules."""
 
-from messages.base import SCHEMA_VERSION, Message
+from messages.base import SCHEMA_VERSION, Message, as_lengths
 from messages.errors import (
     CheckpointError,
     ConfigError,
@@ -25,6 +25,7 @@ __all__ = [
     "GraphError",
     "SerketRayError",
     "SCHEMA_VERSION",
+    "as_lengths",
     "ClassPosteriors",
     "ClassPrior",
     "Latents",

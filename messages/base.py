@@ -1,11 +1,12 @@
 """Base class of every message, with validation helpers and Arrow conversion.
 
 A message is a frozen dataclass holding one or more numpy arrays plus routing
-metadata (sender, receiver, round).  It is validated when built, so a message
-that exists is a message that is well formed.  ``to_table`` / ``from_table``
-convert it to a :class:`pyarrow.Table` and back without loss: arrays are stored
-as fixed-size-list columns (one row per data point) and their dtype and shape
-travel in the schema metadata.
+metadata (sender, receiver, round) and the sequence lengths of its points.  It
+is validated when built, so a message that exists is a message that is well
+formed.  ``to_table`` / ``from_table`` convert it to a :class:`pyarrow.Table`
+and back without loss: arrays are stored as fixed-size-list columns (one row per
+data point) and their dtype and shape, and the lengths, travel in the schema
+metadata.
 """
 
 from __future__ import annotations
@@ -75,6 +76,54 @@ def check_array(
     return value
 
 
+def as_lengths(value: Any, n_points: int, what: str = "lengths", error: type[Exception] = MessageError) -> np.ndarray | None:
+    """Validate sequence lengths (hmmlearn's convention) and return them in canonical form.
+
+    Parameters
+    ----------
+    value : array_like of int, shape (S,), or None
+        One positive integer per sequence, in order, summing to ``n_points``;
+        None means the points form one sequence.
+    n_points : int
+        N, the number of points the sequences cut.
+    what : str
+        Names the lengths in error messages.
+    error : type
+        Exception raised (a :class:`~messages.errors.SerketRayError` subclass).
+
+    Returns
+    -------
+    numpy.ndarray, shape (S,), int64, read-only, or None
+        None when there is one sequence (``[N]`` and None mean the same).
+    """
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise error(f"{what} should be 1-D with one integer per sequence, got shape {arr.shape}")
+    if arr.size == 0:
+        raise error(f"{what} should hold at least one sequence length, got none")
+    if arr.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(np.where(np.isfinite(arr), arr, 0))))
+        if bad.size:
+            raise error(f"{what} should be integers, got {arr[bad[0]]!r} at entry {int(bad[0])}")
+    elif arr.dtype.kind not in "iu":
+        raise error(f"{what} should be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = np.flatnonzero(arr < 1)
+    if bad.size:
+        raise error(f"{what} should be positive integers (one per sequence), got {int(arr[bad[0]])} at entry {int(bad[0])}")
+    total = int(arr.sum())
+    if total != n_points:
+        raise error(f"{what} should sum to the number of points {n_points}, got {total} over {arr.size} sequences")
+    if arr.size == 1:
+        return None
+    arr.flags.writeable = False
+    return arr
+
+
 def check_probabilities(name: str, value: np.ndarray, atol: float = 1e-6) -> None:
     """Check that ``value`` (N, K) holds probabilities with rows summing to one."""
     lo, hi = float(value.min()), float(value.max())
@@ -98,11 +147,15 @@ class Message:
         Directory-style module names, e.g. ``"module001_vae"``.
     round : int
         The round (0-based update count of the sender) that produced it.
+    lengths : numpy.ndarray, shape (S,), int64, optional
+        The points form S consecutive sequences of these lengths (summing to N);
+        None: one sequence.  Every message of a run carries the observation's.
     """
 
     sender: str
     receiver: str
     round: int
+    lengths: np.ndarray | None = None
     kind: ClassVar[str] = "message"
     array_fields: ClassVar[tuple[str, ...]] = ()
     optional_fields: ClassVar[tuple[str, ...]] = ()
@@ -122,6 +175,7 @@ class Message:
             raise MessageError(f"round should be >= 0, got {self.round}")
         object.__setattr__(self, "round", int(self.round))
         self._validate()
+        object.__setattr__(self, "lengths", as_lengths(self.lengths, self.n_points))
         for field in self.array_fields:
             arr = getattr(self, field)
             if isinstance(arr, np.ndarray) and arr.flags.writeable:
@@ -157,6 +211,8 @@ class Message:
             "schema_version": SCHEMA_VERSION,
             "arrays": shapes,
         }
+        if self.lengths is not None:
+            meta["lengths"] = self.lengths.tolist()
         table = pa.table(columns)
         return table.replace_schema_metadata({"serket_ray.message": json.dumps(meta)})
 
@@ -179,13 +235,16 @@ class Message:
             col = table.column(field).combine_chunks()
             flat = col.values.to_numpy(zero_copy_only=False)
             arrays[field] = flat.astype(np.dtype(info["dtype"]), copy=False).reshape(info["shape"])
-        return cls(sender=meta["sender"], receiver=meta["receiver"], round=meta["round"], **arrays)
+        lengths = None if meta.get("lengths") is None else np.asarray(meta["lengths"], dtype=np.int64)
+        return cls(sender=meta["sender"], receiver=meta["receiver"], round=meta["round"], lengths=lengths, **arrays)
 
     def same_as(self, other: Message) -> bool:
         """Exact equality of routing fields and array contents."""
         if type(self) is not type(other):
             return False
         if (self.sender, self.receiver, self.round) != (other.sender, other.receiver, other.round):
+            return False
+        if (self.lengths is None) != (other.lengths is None) or (self.lengths is not None and not np.array_equal(self.lengths, other.lengths)):
             return False
         for field in self.array_fields:
             a, b = getattr(self, field), getattr(other, field)
