@@ -209,7 +209,7 @@ class GMMConfig(_Config):
     chain_refresh: int = 0
     chain_alpha: float = 0.1
     chain_em_iterations: int = 3
-    joint_mixture_candidates: int = 0
+    joint_mixture_candidates: int = 3
     use_class_prior: bool = True
 
     def __post_init__(self) -> None:

@@ -134,7 +134,7 @@ def _fixed_run(z: np.ndarray, seq: Any, variant: str, seed: int, rounds: int) ->
     prior, trans = None, None
     t0 = time.perf_counter()
     for r in range(rounds):
-        post, _, _ = gmm.update(r, Latents(sender="vae", receiver="gmm", round=r, z=z), prior)
+        post, _, _ = gmm.update(r, Latents(sender="vae", receiver="gmm", round=r, z=z, lengths=seq.lengths), prior)
         if variant != "gmm":
             prior, report = mm.update(r, post)
             trans = report["transitions"]
