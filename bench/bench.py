@@ -293,6 +293,7 @@ def main() -> None:
     parser.add_argument("--chain-variants", default=",".join(chains.VARIANTS), help="chains: " + ", ".join(chains.VARIANTS))
     parser.add_argument("--fixed-latents", action="store_true", help="chains: GMM+MM only, on the gmm run's first-round latents")
     parser.add_argument("--gmm-per-order", action="store_true", help="chains: run VAE+GMM on every order instead of reindexing one run")
+    parser.add_argument("--threads", type=int, default=1, help="chains: torch threads of the VAE (1: runs side by side stay comparable)")
     parser.add_argument("--rerun", action="store_true", help="chains: rerun the per-seed VAE+GMM run even if its outputs exist")
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")

@@ -112,7 +112,8 @@ def _full_run(seq: Any, variant: str, seed: int, args: argparse.Namespace, out: 
     from orchestrator import Orchestrator
 
     t0 = time.perf_counter()
-    res = Orchestrator(_modules(seq.data, seq.labels, seq.lengths, variant, args.epochs), out, seed=seed, backend="local").run(args.rounds)
+    resources = {"vae": {"num_cpus": args.threads}}  # torch threads of the VAE
+    res = Orchestrator(_modules(seq.data, seq.labels, seq.lengths, variant, args.epochs), out, seed=seed, backend="local", resources=resources).run(args.rounds)
     seconds = time.perf_counter() - t0
     classes = np.loadtxt(out / "module002_gmm" / "class_learn.txt", dtype=int)
     learned = None if variant == "gmm" else np.loadtxt(out / "module003_mm" / "trans_prob_learn.txt")
