@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from messages import as_lengths
 from messages.errors import DataError, GraphError
 
 _CREATION = itertools.count()
@@ -121,20 +122,61 @@ class Observation(Module):
 
     Parameters
     ----------
-    data : array_like, shape (N, D)
-        One row per data point; images are flattened.
+    data : array_like, shape (N, D), or list of arrays (T_s, D)
+        One row per data point; images are flattened.  A list (or tuple) of
+        numpy arrays of two or more dimensions is a list of sequences, stacked in
+        order (their lengths become ``lengths``).
+    lengths : array_like of int, shape (S,), optional
+        The points form S consecutive sequences of these lengths (positive,
+        summing to N; hmmlearn's convention).  None: one sequence.  No
+        transition is learned or used across a boundary.
     name : str
+
+    Attributes
+    ----------
+    data : numpy.ndarray, shape (N, D)
+    lengths : numpy.ndarray, shape (S,), int64, or None (one sequence)
     """
 
     kind = "observation"
     learnable = False
 
-    def __init__(self, data: Any, name: str = "obs") -> None:
+    def __init__(self, data: Any, lengths: Any = None, name: str = "obs") -> None:
         super().__init__(name)
+        if is_sequence_list(data):
+            if lengths is not None:
+                raise DataError("give the sequences as a list or as data with lengths, not both (got a list of arrays and lengths)")
+            data, lengths = stack_sequences(data, "data")
         self.data = as_data_matrix(data, "data")
+        self.lengths = as_lengths(lengths, int(self.data.shape[0]), "lengths", DataError)
 
     def n_points(self) -> int:
         return int(self.data.shape[0])
+
+
+def is_sequence_list(value: Any) -> bool:
+    """Whether ``value`` is a non-empty list or tuple of numpy arrays with two or more dimensions (sequences)."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, np.ndarray) and v.ndim >= 2 for v in value)
+
+
+def stack_sequences(sequences: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stack sequences (T_s, D) (or (T_s, H, W...) images) into one matrix and their lengths.
+
+    Returns
+    -------
+    data : numpy.ndarray, shape (N, D), N = sum_s T_s
+    lengths : numpy.ndarray, shape (S,), int64
+    """
+    mats = []
+    for i, seq in enumerate(sequences):
+        if seq.shape[0] == 0:
+            raise DataError(f"{what} sequence {i} should hold at least one point, got shape {seq.shape}")
+        mat = as_data_matrix(seq, f"{what} sequence {i}")
+        if mats and mat.shape[1] != mats[0].shape[1]:
+            raise DataError(f"{what} sequence {i} should have {mats[0].shape[1]} features like sequence 0, got {mat.shape[1]}")
+        mats.append(mat)
+    dtype = np.result_type(*[m.dtype for m in mats])
+    return np.concatenate(mats).astype(dtype, copy=False), np.array([m.shape[0] for m in mats], dtype=np.int64)
 
 
 def as_data_matrix(value: Any, what: str) -> np.ndarray:

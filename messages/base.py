@@ -108,7 +108,7 @@ def as_lengths(value: Any, n_points: int, what: str = "lengths", error: type[Exc
     if arr.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(np.where(np.isfinite(arr), arr, 0))))
         if bad.size:
-            raise error(f"{what} should be integers, got {arr[bad[0]]!r} at entry {int(bad[0])}")
+            raise error(f"{what} should be integers, got {arr[bad[0]].item()!r} at entry {int(bad[0])}")
     elif arr.dtype.kind not in "iu":
         raise error(f"{what} should be integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
@@ -93,6 +93,7 @@ def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--labels", help="labels file, same formats (only used to score accuracy)")
     cmd.add_argument("--data-key", help="array (.npz) or column (Parquet/Feather) holding the data")
     cmd.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
+    _add_sequence_options(cmd)
     cmd.add_argument("--scale", choices=SCALE_MODES, default="none", help="rescale data into [0, 1]: auto, none (default), 255, max or minmax")
     cmd.add_argument("--dataset", choices=("digits", "mnist"), default=None,
                      help="built-in data when --data is absent: digits (scikit-learn, default, no download) or mnist "
@@ -106,6 +107,15 @@ def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
     cmd.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
     cmd.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
+
+
+def _add_sequence_options(cmd: argparse.ArgumentParser) -> None:
+    """How the points form many sequences (default: one sequence)."""
+    cmd.add_argument("--lengths", metavar="FILE",
+                     help="the points form several sequences: text or .npy with one positive integer per sequence, in order, summing to N")
+    cmd.add_argument("--sequence-key", metavar="COLUMN",
+                     help="column of the --data file (Parquet, Feather or CSV with a header) holding each row's sequence id; "
+                          "the rows of one sequence contiguous, in order")
 
 
 def _add_cluster_options(cmd: argparse.ArgumentParser) -> None:
@@ -150,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--labels", help="labels file (only for scoring)")
     rec.add_argument("--data-key")
     rec.add_argument("--labels-key")
+    _add_sequence_options(rec)
     rec.add_argument("--scale", choices=SCALE_MODES, default="none")
     rec.add_argument("--out", required=True, help="where to write class_recog.txt etc.")
     rec.add_argument("--overwrite", action="store_true")
@@ -190,22 +201,46 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 GRAPH_ARGS = (
     "data", "labels", "data_key", "labels_key", "scale", "dataset", "cache_dir", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message",
+    "lengths", "sequence_key",
 )
+
+
+class RunInputs(NamedTuple):
+    """What :func:`load_run_inputs` read: data (N, D), labels (N,) or None, lengths (S,) or None, a description."""
+
+    data: np.ndarray
+    labels: np.ndarray | None
+    lengths: np.ndarray | None
+    source: str
 
 
 def load_inputs(args: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Data, labels and a description of the source, all checked before any actor starts."""
-    from orchestrator.data import check_unit_range, default_digits, load_data, load_labels, scale_data
+    got = load_run_inputs(args)
+    return got.data, got.labels, got.source
 
+
+def load_run_inputs(args: Any) -> RunInputs:
+    """Data, labels, sequence lengths and a description of the source, all checked before any actor starts."""
+    from orchestrator.data import check_unit_range, default_digits, load_data, load_labels, scale_data
+    from orchestrator.lengths import load_lengths, load_sequence_table
+
+    lengths_file, sequence_key = getattr(args, "lengths", None), getattr(args, "sequence_key", None)
+    if lengths_file and sequence_key:
+        raise SerketRayError(f"give --lengths or --sequence-key, not both (got --sequence-key {sequence_key})")
+    lengths = None
     if args.data:
         if args.dataset:
             raise SerketRayError(f"give --data or --dataset, not both (got --dataset {args.dataset})")
-        data = load_data(args.data, args.data_key)
+        if sequence_key:
+            data, lengths = load_sequence_table(args.data, sequence_key, args.data_key)
+        else:
+            data = load_data(args.data, args.data_key)
         labels = load_labels(args.labels, data.shape[0], args.labels_key) if args.labels else None
         source = str(args.data)
     else:
-        if args.labels or args.data_key or args.labels_key:
-            raise SerketRayError("--labels, --data-key and --labels-key should come with --data, got them without --data")
+        if args.labels or args.data_key or args.labels_key or sequence_key:
+            raise SerketRayError("--labels, --data-key, --labels-key and --sequence-key should come with --data, got them without --data")
         if args.dataset == "mnist":
             from orchestrator.mnist import mnist_dir, tutorial_mnist
 
@@ -214,20 +249,24 @@ def load_inputs(args: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
         else:
             data, labels = default_digits()
             source = "scikit-learn digits (embedded default)"
+    if lengths_file:
+        lengths = load_lengths(lengths_file, data.shape[0])
     data = scale_data(data, args.scale)
     check_unit_range(data, f"data ({source})")
-    return data, labels, source
+    if lengths is not None:
+        source += f", {lengths.size} sequences of {int(lengths.min())} to {int(lengths.max())} points"
+    return RunInputs(data, labels, lengths, source)
 
 
-def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None) -> list[Any]:
-    """The tutorial's graph (Observation -> VAE -> GMM -> MM) from command-line options."""
+def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None, lengths: np.ndarray | None = None) -> list[Any]:
+    """The tutorial's graph (Observation -> VAE -> GMM -> MM) from command-line options, on ``lengths`` sequences."""
     from actors import GMM, VAE, MarkovModel, Observation
 
     if args.clusters > data.shape[0]:
         raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {args.clusters}")
     if args.batch_size > data.shape[0]:
         log.warning("--batch-size %d is larger than the data (%d points): every epoch is one full batch", args.batch_size, data.shape[0])
-    obs = Observation(data)
+    obs = Observation(data, lengths=lengths)
     vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size)
     gmm = GMM(args.clusters, itr=args.sweeps, category=labels)
     vae.connect(obs)
@@ -242,9 +281,9 @@ def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None
 
 def graph_from_recorded_args(recorded: dict[str, Any]) -> list[Any]:
     """Rebuild a CLI run's graph from the arguments its run.json recorded."""
-    args = argparse.Namespace(**recorded)
-    data, labels, _ = load_inputs(args)
-    return build_graph_from_args(args, data, labels)
+    args = argparse.Namespace(**{"lengths": None, "sequence_key": None, **recorded})
+    got = load_run_inputs(args)
+    return build_graph_from_args(args, got.data, got.labels, got.lengths)
 
 
 def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
@@ -273,14 +312,14 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.data import describe
 
     # Everything is checked before any actor starts.
-    data, labels, source = load_inputs(args)
-    modules = build_graph_from_args(args, data, labels)
+    data, labels, lengths, source = load_run_inputs(args)
+    modules = build_graph_from_args(args, data, labels, lengths)
     out = Path(args.out)
     check_out_dir(out, args.overwrite)
     orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend, resources=args.resources,
                         reserve_timeout=args.reserve_timeout)
     recorded = {k: getattr(args, k) for k in GRAPH_ARGS}
-    for key in ("data", "labels"):
+    for key in ("data", "labels", "lengths"):
         if recorded[key]:
             recorded[key] = str(Path(recorded[key]).resolve())
     orch.session.extra["cli"] = recorded
@@ -319,8 +358,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.sweep import sweep
 
     # Everything is checked before any actor starts.
-    data, labels, source = load_inputs(args)
-    build_graph_from_args(args, data, labels)
+    data, labels, lengths, source = load_run_inputs(args)
+    build_graph_from_args(args, data, labels, lengths)
     out = Path(args.out)
     for seed in args.seeds:
         check_out_dir(out / f"seed_{seed}", args.overwrite)
@@ -329,7 +368,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
         print(f"data: {source}: {describe(data, labels)}; seeds {args.seeds}", flush=True)
 
     def build() -> list[Any]:
-        return build_graph_from_args(args, data, labels)  # anew per seed: modules hold per-graph state
+        return build_graph_from_args(args, data, labels, lengths)  # anew per seed: modules hold per-graph state
 
     def done(row: Any) -> None:
         if not args.quiet:
@@ -356,11 +395,11 @@ def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
 
     load_manifest(args.model)
     args.dataset = args.cache_dir = None
-    data, labels, source = load_inputs(args)
+    data, labels, lengths, source = load_run_inputs(args)
     out = Path(args.out)
     check_out_dir(out, args.overwrite)
-    result = recognise(args.model, data, out, labels=labels, use_mm=not args.no_mm)
-    summary = {"out": str(out), "n_points": int(data.shape[0]), "accuracy": result.accuracy}
+    result = recognise(args.model, data, out, labels=labels, use_mm=not args.no_mm, lengths=lengths)
+    summary = {"out": str(out), "n_points": int(data.shape[0]), "n_sequences": 1 if lengths is None else int(lengths.size), "accuracy": result.accuracy}
     if not args.quiet:
         acc = "" if result.accuracy is None else f"; accuracy {result.accuracy:.4f}"
         print(f"recognised {data.shape[0]} points from {source}{acc}; outputs in {out}")

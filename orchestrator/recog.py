@@ -5,7 +5,9 @@ the VAE's weights, the GMM's class means, covariances and weights, and the MM's
 transitions.  The novel data is encoded with the mean of q(z|x); each point's
 class posterior is P(k | z_t) ∝ w_k N(z_t | mu_k, Sigma_k) times, when the model
 has an MM and the data is a sequence, the forward-backward prior from the rest
-of the sequence (as in learning).
+of the sequence (as in learning).  Novel data of many sequences (``lengths``)
+is recognised per sequence: each starts from the learned initial distribution
+(uniform when the model learned from one sequence).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from actors import gmm_core, mm_core, vae_core
 from actors.config import VAEConfig
 from actors.scoring import accuracy
 from actors.vae import VAEWorker
+from messages import as_lengths
 from messages.errors import CheckpointError, DataError
 from orchestrator import checkpoint
 from orchestrator.checkpoint import atomic_write_json
@@ -69,8 +72,12 @@ def recognise(
     use_mm: bool = True,
     encoder: torch.nn.Module | None = None,
     decoder: torch.nn.Module | None = None,
+    lengths: np.ndarray | None = None,
 ) -> RecogResult:
     """Classify ``data`` (N, D) with the model learned in ``model_dir``.
+
+    ``lengths`` (S,), positive integers summing to N, cut the data into
+    sequences recognised one by one (hmmlearn's convention; None: one sequence).
 
     Writes ``<out>/<vae>/z_recog.txt``, ``<out>/<gmm>/class_recog.txt``,
     ``Pdz_recog.txt``, ``acc_recog.txt`` (with labels), ``<out>/<mm>/msg_recog.txt``
@@ -81,8 +88,10 @@ def recognise(
     CheckpointError
         ``model_dir`` holds no usable learned model.
     DataError
-        The data does not have the learned model's number of features.
+        The data does not have the learned model's number of features, or
+        ``lengths`` are not positive integers summing to N.
     """
+    lengths = as_lengths(lengths, int(data.shape[0]), "lengths", DataError)
     model = Path(model_dir)
     manifest = load_manifest(model)
     kinds = {name: info["kind"] for name, info in manifest["modules"].items()}
@@ -121,7 +130,8 @@ def recognise(
     log_w = log_lik + np.log(weights)[None, :]
     if use_mm and mm_name is not None and mm_name in last and z.shape[0] > 1:
         mm_report, _ = checkpoint.table_arrays(checkpoint.read_table(last[mm_name] / "report.arrow"))
-        msg = mm_core.forward_backward(log_lik, mm_report["transitions"]).prior
+        initial = mm_report.get("initial")  # None: learned from one sequence, uniform start
+        msg = mm_core.forward_backward(log_lik, mm_report["transitions"], initial, lengths=lengths).prior
         (out / mm_name).mkdir(exist_ok=True)
         np.savetxt(out / mm_name / "msg_recog.txt", msg)
         with np.errstate(divide="ignore"):
@@ -136,7 +146,8 @@ def recognise(
         acc = accuracy(classes, labels)
         np.savetxt(out / gmm_name / "acc_recog.txt", [acc])
     atomic_write_json(out / "recog.json", {"model": str(model.resolve()), "n_points": int(data.shape[0]), "accuracy": acc,
-                                            "used_mm": bool(use_mm and mm_name in last)})
+                                            "used_mm": bool(use_mm and mm_name in last),
+                                            "n_sequences": 1 if lengths is None else int(lengths.size)})
     log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)
     return RecogResult(classes=classes, probs=probs, z=z, accuracy=acc, out_dir=out)
 
@@ -154,9 +165,10 @@ def recognise_graph(module: Any) -> RecogResult | None:
     gmm = next((m for m in graph.modules if isinstance(m, GMM)), None)
     vae = next((m for m in graph.modules if isinstance(m, VAE)), None)
     labels = gmm.labels() if gmm is not None else None
+    obs = graph.observations[0]
     result = recognise(
-        Path.cwd(), graph.observations[0].data, Path.cwd(), labels=labels,
-        encoder=vae.encoder if vae else None, decoder=vae.decoder if vae else None,
+        Path.cwd(), obs.data, Path.cwd(), labels=labels,
+        encoder=vae.encoder if vae else None, decoder=vae.decoder if vae else None, lengths=obs.lengths,
     )
     for m in graph.modules:
         m._recognised = True

@@ -171,7 +171,8 @@ def _reload_recorded(cli: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None
         return scale_data(data, cli.get("scale") or "none"), labels, "MNIST, the tutorial's 3000 images"
     from orchestrator.cli import load_inputs
 
-    fields = {"data": None, "labels": None, "data_key": None, "labels_key": None, "scale": "none", "dataset": None, "cache_dir": None}
+    fields = {"data": None, "labels": None, "data_key": None, "labels_key": None, "scale": "none", "dataset": None, "cache_dir": None,
+              "sequence_key": None}
     fields.update({k: cli[k] for k in fields if k in cli})
     return load_inputs(argparse.Namespace(**fields))
 

@@ -68,8 +68,15 @@ def differences(manifest: dict[str, Any], session: Session) -> list[str]:
     diffs = []
     if manifest["seed"] != now["seed"]:
         diffs.append(f"seed: recorded {manifest['seed']}, given {now['seed']}")
-    if manifest["data"] != now["data"]:
-        diffs.append(f"data: recorded {_short(manifest['data'])}, given {_short(now['data'])}")
+    old_data, new_data = manifest["data"], now["data"]
+    for name in sorted(set(old_data) | set(new_data)):
+        old, new = old_data.get(name), new_data.get(name)
+        old_len = old.get("lengths") if isinstance(old, dict) else None
+        new_len = new.get("lengths") if isinstance(new, dict) else None
+        if old_len != new_len:
+            diffs.append(f"lengths of {name}: recorded {_describe_lengths(old_len)}, given {_describe_lengths(new_len)}")
+    if _without_lengths(old_data) != _without_lengths(new_data):
+        diffs.append(f"data: recorded {_short(old_data)}, given {_short(new_data)}")
     old_mods, new_mods = manifest["modules"], now["modules"]
     if sorted(old_mods) != sorted(new_mods):
         diffs.append(f"modules: recorded {sorted(old_mods)}, given {sorted(new_mods)}")
@@ -79,6 +86,16 @@ def differences(manifest: dict[str, Any], session: Session) -> list[str]:
             if old_cfg.get(key) != new_cfg.get(key):
                 diffs.append(f"{name}.{key}: recorded {old_cfg.get(key)!r}, given {new_cfg.get(key)!r}")
     return diffs
+
+
+def _without_lengths(fp: dict[str, Any]) -> dict[str, Any]:
+    return {k: ({f: x for f, x in v.items() if f != "lengths"} if isinstance(v, dict) else v) for k, v in fp.items()}
+
+
+def _describe_lengths(fp: dict[str, Any] | None) -> str:
+    if fp is None:
+        return "one sequence (no lengths)"
+    return f"{fp['n_sequences']} sequences of {fp['min']} to {fp['max']} points (lengths sha256 {fp['sha256'][:12]})"
 
 
 def _short(fp: dict[str, Any]) -> str:

@@ -161,7 +161,7 @@ class Session:
             for obs in self.graph.observations:
                 name = self.graph.name(obs)
                 receiver = self.graph.name(obs.above[0]) if obs.above else name
-                msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data)
+                msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data, lengths=obs.lengths)
                 self.refs[(obs, 0)] = self.executor.put(msg)  # once: every round reuses the reference
             for module in learnable:
                 self.workers[module] = self._start_worker(module)
@@ -397,16 +397,29 @@ def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str,
 
 
 def data_fingerprint(graph: Graph, labels: np.ndarray | None) -> dict[str, Any]:
-    """SHA-256 of every observation's array (and the labels), to refuse resuming on other data."""
+    """SHA-256 of every observation's array (and the labels), to refuse resuming on other data.
+
+    An observation made of many sequences also records their number and the
+    SHA-256 of its lengths (``lengths``); one sequence records nothing more.
+    """
     out: dict[str, Any] = {}
     for obs in graph.observations:
         arr = np.ascontiguousarray(obs.data)
         digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
         digest.update(arr.tobytes())
         out[graph.name(obs)] = {"shape": list(arr.shape), "sha256": digest.hexdigest()}
+        lengths = getattr(obs, "lengths", None)
+        if lengths is not None:
+            out[graph.name(obs)]["lengths"] = lengths_fingerprint(lengths)
     if labels is not None:
         out["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
     return out
+
+
+def lengths_fingerprint(lengths: np.ndarray) -> dict[str, Any]:
+    """Number of sequences, shortest and longest, and the SHA-256 of the lengths (S,)."""
+    arr = np.ascontiguousarray(lengths, dtype=np.int64)
+    return {"n_sequences": int(arr.size), "min": int(arr.min()), "max": int(arr.max()), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
 
 
 def load_state(directory: Path) -> dict[str, Any]:

@@ -34,6 +34,19 @@ def _files(tmp: Path) -> dict[str, Path]:
     paths["unknown"] = tmp / "data.xyz"
     paths["unknown"].write_bytes(bytes(range(256)) * 4)
     paths["missing"] = tmp / "missing.npy"
+    for name, text in (("lengths_sum", "10 10 5\n"), ("lengths_zero", "10\n0\n20\n"), ("lengths_negative", "40 -10\n"),
+                       ("lengths_float", "10.5 19.5\n"), ("lengths_empty", "# no sequences\n")):
+        paths[name] = tmp / f"{name}.txt"
+        paths[name].write_text(text)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = np.repeat([0, 1, 0], 10)  # sequence 0 comes back after sequence 1
+    table = pa.table({"episode": ids, **{f"f{j}": good[:, j] for j in range(4)}})
+    paths["ids_back"] = tmp / "ids_back.parquet"
+    pq.write_table(table, paths["ids_back"])
+    paths["ids_csv_back"] = tmp / "ids_back.csv"
+    paths["ids_csv_back"].write_text("f0,f1,episode\n" + "".join(f"{a:.3f},{b:.3f},{e}\n" for a, b, e in zip(good[:, 0], good[:, 1], ["a"] * 5 + ["b"] * 20 + ["a"] * 5)))
     paths["cluttered"] = tmp / "cluttered"
     paths["cluttered"].mkdir()
     (paths["cluttered"] / "thesis.tex").write_text("precious")
@@ -61,6 +74,18 @@ CASES = [
     ("unreachable address", ["--data", "{good}", "--address", "127.0.0.1:1"], "nothing answers there"),
     ("malformed address", ["--data", "{good}", "--address", "nowhere"], "host:port"),
     ("data and dataset", ["--data", "{good}", "--dataset", "mnist"], "not both"),
+    ("lengths not summing to N", ["--data", "{good}", "--lengths", "{lengths_sum}"], "should sum to the number of points 30, got 25 over 3 sequences"),
+    ("zero length", ["--data", "{good}", "--lengths", "{lengths_zero}"], "should be positive integers (one per sequence), got 0 at entry 1"),
+    ("negative length", ["--data", "{good}", "--lengths", "{lengths_negative}"], "should be positive integers (one per sequence), got -10 at entry 1"),
+    ("lengths not integers", ["--data", "{good}", "--lengths", "{lengths_float}"], "should be integers, got 10.5 at entry 0"),
+    ("no lengths in the file", ["--data", "{good}", "--lengths", "{lengths_empty}"], "should hold at least one row of numbers"),
+    ("lengths file missing", ["--data", "{good}", "--lengths", "{missing}"], "lengths file should exist"),
+    ("sequence id comes back", ["--data", "{ids_back}", "--sequence-key", "episode"], "got id 0 coming back at row 20"),
+    ("sequence id comes back (CSV)", ["--data", "{ids_csv_back}", "--sequence-key", "episode"], "got id 'a' coming back at row 25"),
+    ("no such sequence column", ["--data", "{ids_back}", "--sequence-key", "session"], "should have a sequence column 'session'"),
+    ("sequence key on .npy", ["--data", "{good}", "--sequence-key", "episode"], "--sequence-key applies to Parquet, Feather and CSV files"),
+    ("lengths and sequence key", ["--data", "{ids_back}", "--sequence-key", "episode", "--lengths", "{lengths_sum}"], "not both"),
+    ("sequence key without data", ["--sequence-key", "episode"], "should come with --data"),
 ]
 
 
