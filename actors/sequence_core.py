@@ -321,45 +321,20 @@ def search(
     return SearchResult(labels, base, taken)
 
 
-def run_means(x: np.ndarray, labels: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    """Each point's latent replaced by the mean over its run (consecutive points of one label in one sequence).
-
-    Parameters
-    ----------
-    x : numpy.ndarray, shape (N, d)
-    labels : numpy.ndarray, shape (N,)
-    lengths : numpy.ndarray, shape (S,), optional
-        Sequence lengths; a run never crosses a boundary.
-
-    Returns
-    -------
-    numpy.ndarray, shape (N, d)
-        Equal to ``x`` where every run has one point (no sequence structure).
-    """
-    starts = np.ones(len(labels), dtype=bool)
-    starts[1:] = labels[1:] != labels[:-1]
-    if lengths is not None:
-        starts[np.cumsum(lengths)[:-1]] = True
-    run = np.cumsum(starts) - 1
-    counts = np.bincount(run).astype(float)
-    sums = np.zeros((len(counts), x.shape[1]))
-    np.add.at(sums, run, x)
-    return (sums / counts[:, None])[run]
-
-
 def mixture_proposals(
     x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, rng: np.random.Generator, n_best: int,
     lengths: np.ndarray | None = None,
 ) -> list[Move]:
     """The ``n_best`` merge-and-split moves of :func:`actors.mixture_moves.candidates` as :class:`Move` s.
 
-    Splits are found on :func:`run_means` of the latents: points of one run
-    (frames of one state) are split together, and averaging a run's points
-    makes two classes sharing a cluster easier to tell apart; without runs
-    these are the latents themselves.
+    ``lengths`` is accepted for symmetry with the other proposals; the
+    splits are by 2-means on the latents and do not depend on the order.
+    (Splitting on run means, each point's latent averaged over its run of one
+    cluster, was measured: +0.003 and +0.012 on runs of one digit, but -0.10
+    on independent draws over PCA latents, so it is not used.)
     """
     moves = []
-    for score, i, j, s, side in mixture_moves.candidates(run_means(x, labels, lengths), labels, n_classes, prior, rng, n_best, min_size=4):
+    for score, i, j, s, side in mixture_moves.candidates(x, labels, n_classes, prior, rng, n_best, min_size=4):
         new = labels.copy()
         new[labels == j] = i
         rows_s = np.flatnonzero(labels == s)
