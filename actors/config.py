@@ -145,6 +145,11 @@ class GMMConfig(_Config):
     init : {"kmeans++", "random"}
         Labels of the first update: k-means++ and Lloyd on the first latents
         (default) or uniformly random (the original).
+    init_restarts : int
+        k-means++ starts of the first update; the one the joint objective
+        prefers is kept (with a Markov model above: the sequence
+        log-likelihood of a Gaussian-emission chain fitted from it; without:
+        the mixture's marginal likelihood).
     standardise : bool
         Sample on latents scaled to unit variance per dimension, so that the
         prior scale means the same thing whatever the VAE's latent scale.
@@ -186,6 +191,14 @@ class GMMConfig(_Config):
         moves and refreshed prior (sparse below 1).
     chain_em_iterations : int
         EM iterations of the chain fitted to score each candidate move.
+    joint_mixture_candidates : int
+        Merge-and-split moves of the mixture (as ``mixture_moves`` proposes
+        them) scored among the sequence-guided moves per move, by the same
+        sequence log-likelihood (0: only the context moves).
+    use_class_prior : bool
+        Add the Markov model's message to every point's class weights (the
+        default).  False keeps only the mixture's own sequence machinery (an
+        ablation: the bench's ``moves`` variant).
     """
 
     n_components: int = 10
@@ -196,6 +209,7 @@ class GMMConfig(_Config):
     prior_kappa: float = 1.0
     weight_concentration: float = 1.0
     init: str = "kmeans++"
+    init_restarts: int = 1
     standardise: bool = False
     mixture_moves: int = 8
     mixture_move_candidates: int = 20
@@ -206,6 +220,8 @@ class GMMConfig(_Config):
     chain_refresh: int = 0
     chain_alpha: float = 0.1
     chain_em_iterations: int = 3
+    joint_mixture_candidates: int = 3
+    use_class_prior: bool = True
 
     def __post_init__(self) -> None:
         _check_int("n_components", self.n_components, 1)
@@ -215,6 +231,7 @@ class GMMConfig(_Config):
         _check_float("prior_kappa", self.prior_kappa, 0.0)
         _check_float("weight_concentration", self.weight_concentration, 0.0)
         _check_choice("init", self.init, ("kmeans++", "random"))
+        _check_int("init_restarts", self.init_restarts, 1)
         _check_choice("prior_covariance", self.prior_covariance, ("identity", "data"))
         _check_int("mixture_moves", self.mixture_moves, 0)
         _check_int("mixture_move_candidates", self.mixture_move_candidates, 1)
@@ -225,6 +242,9 @@ class GMMConfig(_Config):
         _check_int("chain_refresh", self.chain_refresh, 0)
         _check_float("chain_alpha", self.chain_alpha, 0.0)
         _check_int("chain_em_iterations", self.chain_em_iterations, 0)
+        _check_int("joint_mixture_candidates", self.joint_mixture_candidates, 0)
+        if not isinstance(self.use_class_prior, bool):
+            raise ConfigError(f"use_class_prior should be True or False, got {self.use_class_prior!r}")
 
 
 @dataclasses.dataclass(frozen=True)

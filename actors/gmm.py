@@ -123,11 +123,26 @@ class GMMWorker:
         self.rng = numpy_generator(seed)
         self.labels: np.ndarray | None = None
 
-    def _initial_labels(self, x: np.ndarray) -> np.ndarray:
-        k = self.config.n_components
-        if self.config.init == "kmeans++":
-            return gmm_core.kmeans_plus_plus(x, k, self.rng)
-        return self.rng.integers(0, k, size=x.shape[0])
+    def _initial_labels(self, x: np.ndarray, prior: gmm_core.NIWPrior, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Labels (N,) of the first update: the best of ``init_restarts`` k-means++ starts by the joint objective."""
+        cfg = self.config
+        k = cfg.n_components
+        if cfg.init != "kmeans++":
+            return self.rng.integers(0, k, size=x.shape[0])
+        best: tuple[float, np.ndarray] | None = None
+        for _ in range(cfg.init_restarts):
+            labels = gmm_core.kmeans_plus_plus(x, k, self.rng)
+            if cfg.init_restarts == 1:
+                return labels
+            if self.sequence:
+                fit = sequence_core.chain_fit(x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations, lengths)
+                score, labels = fit.log_likelihood, np.argmax(fit.posterior, axis=1)
+            else:
+                score = mixture_moves.log_marginal(x, labels, k, prior, cfg.weight_concentration)
+            if best is None or score > best[0]:
+                best = (score, labels)
+        assert best is not None
+        return best[1]
 
     def _prior(self, xs: np.ndarray) -> gmm_core.NIWPrior:
         """The NIW prior of this update, from the config and the latents (N, d)."""
@@ -155,6 +170,7 @@ class GMMWorker:
             found = sequence_core.search(
                 xs, self.labels, k, prior, self.rng, alpha=cfg.chain_alpha, max_moves=cfg.sequence_moves,
                 n_best=cfg.move_candidates, min_gain=cfg.move_min_gain, em_iterations=cfg.chain_em_iterations, lengths=lengths,
+                mixture_candidates=cfg.joint_mixture_candidates,
             )
             moves = found.moves
             if moves or log_bias is None:
@@ -187,11 +203,11 @@ class GMMWorker:
             xs = (x - centre) / spread
         else:
             centre, spread, xs = np.zeros(x.shape[1]), np.ones(x.shape[1]), x
-        if self.labels is None or self.labels.shape[0] != x.shape[0]:
-            self.labels = self._initial_labels(xs)
         prior = self._prior(xs)
+        if self.labels is None or self.labels.shape[0] != x.shape[0]:
+            self.labels = self._initial_labels(xs, prior, lengths)
         log_bias = None
-        if class_prior is not None:
+        if class_prior is not None and self.config.use_class_prior:
             with np.errstate(divide="ignore"):
                 log_bias = np.log(np.maximum(class_prior.probs, 1e-300))
         moves: list[str] = []

@@ -146,7 +146,7 @@ class MoveSearch:
     moves: list[str]
 
 
-def _candidates(
+def candidates(
     x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, rng: np.random.Generator, n_best: int, min_size: int,
 ) -> list[tuple[float, int, int, int, np.ndarray]]:
     """The ``n_best`` (score, i, j, s, side of s's points) merge-and-split moves of highest separable gain."""
@@ -216,7 +216,7 @@ def search(
         return MoveSearch(labels, taken)
     for _ in range(max_moves):
         best: tuple[float, str, np.ndarray] | None = None
-        for _, i, j, s, side in _candidates(x, labels, n_classes, prior, rng, n_best, min_size):
+        for _, i, j, s, side in candidates(x, labels, n_classes, prior, rng, n_best, min_size):
             touched = (i, j, s)
             base = polish(x, labels, touched, prior, polish_iterations)
             base_score = log_marginal(x, base, n_classes, prior, concentration)

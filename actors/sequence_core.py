@@ -42,7 +42,7 @@ import logging
 
 import numpy as np
 
-from actors import gmm_core, mm_core
+from actors import gmm_core, mixture_moves, mm_core
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,7 @@ def search(
     min_gain: float = 10.0,
     em_iterations: int = 3,
     lengths: np.ndarray | None = None,
+    mixture_candidates: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -285,6 +286,13 @@ def search(
         Least gain in sequence log-likelihood (nats) for a move to be taken.
     lengths : numpy.ndarray, shape (S,), optional
         Sequence lengths (one sequence when omitted).
+    mixture_candidates : int
+        Merge-and-split moves of the mixture (merge two clusters, split a third
+        by 2-means on the latents; :func:`actors.mixture_moves.candidates`, ranked by
+        their separable marginal-likelihood gain) scored alongside, by the same
+        sequence log-likelihood.  On points without sequence structure the
+        fitted chain's rows are the mixture weights, so these moves are then
+        judged as the mixture alone would judge them.
 
     Returns
     -------
@@ -295,7 +303,10 @@ def search(
     taken: list[str] = []
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
-        for move in propose_moves(labels, base.posterior, rng, n_best, lengths=lengths):
+        proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
+        if mixture_candidates > 0 and n_classes >= 3:
+            proposals += mixture_proposals(x, labels, n_classes, prior, rng, mixture_candidates, lengths)
+        for move in proposals:
             fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths)
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
@@ -308,6 +319,28 @@ def search(
         labels = np.argmax(best[2].posterior, axis=1)
         base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
     return SearchResult(labels, base, taken)
+
+
+def mixture_proposals(
+    x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, rng: np.random.Generator, n_best: int,
+    lengths: np.ndarray | None = None,
+) -> list[Move]:
+    """The ``n_best`` merge-and-split moves of :func:`actors.mixture_moves.candidates` as :class:`Move` s.
+
+    ``lengths`` is accepted for symmetry with the other proposals; the
+    splits are by 2-means on the latents and do not depend on the order.
+    (Splitting on run means, each point's latent averaged over its run of one
+    cluster, was measured: +0.003 and +0.012 on runs of one digit, but -0.10
+    on independent draws over PCA latents, so it is not used.)
+    """
+    moves = []
+    for score, i, j, s, side in mixture_moves.candidates(x, labels, n_classes, prior, rng, n_best, min_size=4):
+        new = labels.copy()
+        new[labels == j] = i
+        rows_s = np.flatnonzero(labels == s)
+        new[rows_s[side]] = j
+        moves.append(Move(f"merge {i},{j} + split {s} by latents", new, float(score)))
+    return moves
 
 
 class ChainPrior:

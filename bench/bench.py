@@ -4,6 +4,7 @@ against a bare torch loop timed in the same command, GMM/MM scaling in N, and th
     python bench/bench.py                       # everything (about 25 minutes on 2 cores)
     python bench/bench.py --only speed,scaling  # parts: accuracy, speed, scaling, chain
     python bench/bench.py --only chain --seeds 0-2  # random Markov chain over digits (not in the default)
+    python bench/bench.py --only chains         # every kind of chain x seed x variant, with hmmlearn's peer (bench/chains.py)
     python bench/bench.py --seeds 0-1 --rounds 5
 
 Timings are ratios against a baseline run in this same process, interleaved (baseline, candidate,
@@ -29,6 +30,8 @@ sys.path.insert(0, str(HERE))
 
 #: The environment this command started with, before importing serket-ray sets its OpenMP default.
 START_ENV = dict(os.environ)
+
+import chains  # noqa: E402
 
 ORIGINAL = {
     "accuracy (VAE+GMM+MM)": 0.674, "accuracy (VAE+GMM)": 0.705, "whole run s": 1142.0,
@@ -354,16 +357,27 @@ def main() -> None:
     parser.add_argument("--contention-epochs", type=int, default=40, help="speed: epochs of the loop timed beside a CPU hog (0: skip)")
     parser.add_argument("--workdir", default="bench-out")
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--kinds", default="tutorial,random-chain,self-transitions,noisy-cycle,independent,short-cycles", help="chains: orders to run")
+    parser.add_argument("--chain-variants", default=",".join(chains.VARIANTS), help="chains: " + ", ".join(chains.VARIANTS))
+    parser.add_argument("--fixed-latents", action="store_true", help="chains: GMM+MM only, on the gmm run's first-round latents")
+    parser.add_argument("--gmm-per-order", action="store_true", help="chains: run VAE+GMM on every order instead of reindexing one run")
+    parser.add_argument("--threads", type=int, default=1, help="chains: torch threads of the VAE (1: runs side by side stay comparable)")
+    parser.add_argument("--rerun", action="store_true", help="chains: rerun the per-seed VAE+GMM run even if its outputs exist")
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
     args.seeds = list(range(int(lo), int(hi or lo) + 1))
     args.variants = args.variants.split(",")
+    args.kinds = args.kinds.split(",")
+    args.chain_variants = args.chain_variants.split(",")
     parts = args.only.split(",")
     rows: list[dict[str, Any]] = []
     for name, fn in (("accuracy", part_accuracy), ("speed", part_speed), ("scaling", part_scaling), ("chain", part_chain)):
         if name in parts:
             fn(args, rows)
-    print(table(rows))
+    if "chains" in parts:
+        chains.part_chains(args, rows, load_mnist)
+    print(table([r for r in rows if r["part"] != "chains"]) if any(r["part"] != "chains" for r in rows) else "")
+    print(chains.table(rows))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=1))
 

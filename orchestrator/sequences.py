@@ -157,7 +157,7 @@ def sample_chain(trans: np.ndarray, n_points: int, rng: np.random.Generator, ini
     return out
 
 
-def empirical_transitions(states: np.ndarray, n_classes: int) -> np.ndarray:
+def empirical_transitions(states: np.ndarray, n_classes: int, lengths: np.ndarray | None = None) -> np.ndarray:
     """Row-normalised counts of consecutive pairs of a class sequence.
 
     Parameters
@@ -165,6 +165,9 @@ def empirical_transitions(states: np.ndarray, n_classes: int) -> np.ndarray:
     states : numpy.ndarray, shape (N,), int in [0, K)
     n_classes : int
         K.
+    lengths : numpy.ndarray, shape (S,), optional
+        Lengths of consecutive sequences (summing to N); no pair across a
+        boundary is counted.  One sequence when omitted.
 
     Returns
     -------
@@ -173,7 +176,12 @@ def empirical_transitions(states: np.ndarray, n_classes: int) -> np.ndarray:
         a class never followed by another gets a uniform row.
     """
     states = np.asarray(states, dtype=np.int64)
-    counts = np.bincount(states[:-1] * n_classes + states[1:], minlength=n_classes * n_classes).reshape(n_classes, n_classes).astype(float)
+    pairs = states[:-1] * n_classes + states[1:]
+    if lengths is not None:
+        within = np.ones(len(pairs), dtype=bool)
+        within[np.cumsum(lengths)[:-1] - 1] = False  # the pair (last of one, first of the next)
+        pairs = pairs[within]
+    counts = np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes).astype(float)
     totals = counts.sum(axis=1, keepdims=True)
     return np.where(totals > 0, counts / np.maximum(totals, 1.0), 1.0 / n_classes)
 
@@ -197,6 +205,9 @@ class ChainSequence:
     n_reused : int
         Points that repeat an earlier point of their class, because the class
         ran out of distinct points (0 when every point is distinct).
+    lengths : numpy.ndarray, shape (S,), int64, optional
+        Lengths of the consecutive sequences the points form (summing to N);
+        None for one sequence.
     """
 
     data: np.ndarray
@@ -205,6 +216,7 @@ class ChainSequence:
     classes: np.ndarray
     transitions: np.ndarray
     n_reused: int
+    lengths: np.ndarray | None = None
 
     @property
     def states(self) -> np.ndarray:
@@ -213,7 +225,7 @@ class ChainSequence:
 
     def empirical_transitions(self) -> np.ndarray:
         """Transition matrix of the sampled sequence, shape (K, K): the best achievable target."""
-        return empirical_transitions(self.states, len(self.classes))
+        return empirical_transitions(self.states, len(self.classes), self.lengths)
 
 
 def chain_sequence(
@@ -261,11 +273,41 @@ def chain_sequence(
     k = len(classes)
     trans = random_transitions(k, rng, **random_options) if transitions is None else _check_transitions(transitions, k)  # type: ignore[arg-type]
     states = sample_chain(trans, n_points, rng)
-    indices = np.empty(n_points, dtype=np.int64)
+    indices, n_reused = draw_points(inverse, states, rng)
+    return ChainSequence(data=data[indices], labels=labels[indices], indices=indices, classes=classes, transitions=trans, n_reused=n_reused)
+
+
+def draw_points(inverse: np.ndarray, states: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Pick a source point of the right class for every position of a class sequence.
+
+    Points are drawn *without* replacement within each class, in a random
+    order, as long as the class has points left; once a class runs out, its
+    further occurrences are drawn *with* replacement from all its points (and
+    logged).
+
+    Parameters
+    ----------
+    inverse : numpy.ndarray, shape (M,), int in [0, K)
+        Class index of every source point.
+    states : numpy.ndarray, shape (N,), int in [0, K)
+        The class sequence.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    indices : numpy.ndarray, shape (N,), int64
+        Source row of every position.
+    n_reused : int
+        Positions that repeat an earlier point of their class.
+    """
+    k = int(inverse.max()) + 1
+    indices = np.empty(len(states), dtype=np.int64)
     n_reused = 0
     for c in range(k):
         where = np.flatnonzero(states == c)
         members = rng.permutation(np.flatnonzero(inverse == c))
+        if len(where) and not len(members):
+            raise DataError(f"the class sequence visits class {c}, which has no points")
         fresh = min(len(where), len(members))
         indices[where[:fresh]] = members[:fresh]
         extra = len(where) - fresh
@@ -273,5 +315,5 @@ def chain_sequence(
             indices[where[fresh:]] = members[rng.integers(0, len(members), size=extra)]
             n_reused += extra
     if n_reused:
-        log.info("chain sequence: %d of %d points reuse a point of their class (the class ran out)", n_reused, n_points)
-    return ChainSequence(data=data[indices], labels=labels[indices], indices=indices, classes=classes, transitions=trans, n_reused=n_reused)
+        log.info("chain sequence: %d of %d points reuse a point of their class (the class ran out)", n_reused, len(states))
+    return indices, n_reused
