@@ -8,6 +8,7 @@ it needs or fails at once, naming what is missing, instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -28,6 +29,13 @@ class LocalExecutor:
 
     name = "local"
 
+    def __init__(self) -> None:
+        self.threads: int | None = None  # BLAS threads during a call (see set_threads)
+
+    def set_threads(self, worker: Any, threads: int) -> None:
+        """numpy's BLAS threads while this process runs a worker's calls (restored after each call)."""
+        self.threads = int(threads)
+
     def reserve(
         self, resources: list[dict[str, Any]], labels: list[str] | None = None, strategy: str = "PACK", timeout: float = 60.0,
     ) -> list[int | None]:
@@ -44,7 +52,8 @@ class LocalExecutor:
         return value
 
     def call(self, worker: Any, method: str, n_returns: int, **kwargs: Any) -> list[Any]:
-        out = getattr(worker, method)(**kwargs)
+        with blas_threads(self.threads):
+            out = getattr(worker, method)(**kwargs)
         return list(out) if n_returns > 1 else [out]
 
     def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
@@ -427,6 +436,12 @@ class RayExecutor:
             ref = worker.__ray_call__.remote(_where)
         return self.get([ref], timeout=120)[0]
 
+    def set_threads(self, worker: Any, threads: int) -> None:
+        """numpy's BLAS threads in the actor's process (Ray would give it ``OMP_NUM_THREADS`` from its CPUs)."""
+        with stopping.deferred():
+            ref = worker.__ray_call__.remote(_set_blas_threads, int(threads))
+        self.get([ref], timeout=120)
+
     def is_actor_failure(self, exc: BaseException) -> bool:
         """Failures a restart can cure: the actor or its node died, objects were lost, or a wait timed out."""
         from ray import exceptions as rex
@@ -477,6 +492,21 @@ def _where(worker: Any) -> dict[str, Any]:
         "resources": ctx.get_assigned_resources(),
         "pid": os.getpid(),
     }
+
+
+def blas_threads(threads: int | None) -> Any:
+    """A context limiting numpy's BLAS (OpenBLAS, MKL, ...) to ``threads`` threads; nothing for None."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(threads), user_api="blas")
+
+
+def _set_blas_threads(worker: Any, threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")  # for the rest of this actor process
 
 
 def threads_for(resources: dict[str, Any]) -> int:

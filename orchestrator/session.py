@@ -81,7 +81,7 @@ class Session:
     progress_interval : float
         Seconds between two polls of a training worker's progress (Ray only).
     threads : int
-        torch's intra-op threads in every worker (the VAE's training).  Part of
+        torch's intra-op threads and numpy's BLAS threads in every worker.  Part of
         the run's configuration, recorded in ``run.json`` and reused by resume:
         results differ bitwise between thread counts, so the count is fixed
         (default :data:`DEFAULT_THREADS`) instead of following the CPUs an actor
@@ -298,7 +298,9 @@ class Session:
         above = self.graph.name(module.above[0]) if module.above else None
         below = self.graph.name(module.below[0]) if module.below else None
         cls, args = module.worker_spec(name, above, below, seeds[index], self.threads)
-        return self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
+        worker = self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
+        self.executor.set_threads(worker, self.threads)  # numpy's BLAS too: its sums also depend on the thread count
+        return worker
 
     def _restart(self, module: Module) -> None:
         """Replace a dead actor by a new one restored from the module's last checkpoint,
