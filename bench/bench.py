@@ -6,8 +6,10 @@ against a bare torch loop timed in the same command, GMM/MM scaling in N, and th
     python bench/bench.py --only chain --seeds 0-2  # random Markov chain over digits (not in the default)
     python bench/bench.py --seeds 0-1 --rounds 5
 
-Timings are ratios against a baseline run in this same process, interleaved (baseline, candidate,
-baseline, candidate, ...) so that load on a shared machine hits both alike.
+Speed (``--only speed --repeats 3``, on a quiet machine): the bare fp32 loop, the bare loop with the
+adopted tricks (bench/bare_vae.py) and ``serket-ray run`` on the tutorial's text files, each in its own
+fresh process with no Ray running, in turn (bare, tricks, run, bare, ...) so that load hits all alike;
+min and median over the repeats of each figure and of the per-repeat ratios.
 """
 
 from __future__ import annotations
