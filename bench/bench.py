@@ -7,8 +7,10 @@ against a bare torch loop timed in the same command, GMM/MM scaling in N, and th
     python bench/bench.py --only chains         # every kind of chain x seed x variant, with hmmlearn's peer (bench/chains.py)
     python bench/bench.py --seeds 0-1 --rounds 5
 
-Timings are ratios against a baseline run in this same process, interleaved (baseline, candidate,
-baseline, candidate, ...) so that load on a shared machine hits both alike.
+Speed (``--only speed --repeats 3``, on a quiet machine): the bare fp32 loop, the bare loop with the
+adopted tricks (bench/bare_vae.py) and ``serket-ray run`` on the tutorial's text files, each in its own
+fresh process with no Ray running, in turn (bare, tricks, run, bare, ...) so that load hits all alike;
+min and median over the repeats of each figure and of the per-repeat ratios.
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
         return d["images"] / 255.0, d["labels"].astype(np.int64)
 
 
-def build(images: np.ndarray, labels: np.ndarray, variant: str, epochs: int = 200) -> list[Any]:
+def build(images: np.ndarray, labels: np.ndarray, variant: str, epochs: int = 200, precision: str = "auto") -> list[Any]:
     from actors import GMM, VAE, MarkovModel, Observation
 
-    obs, vae, gmm = Observation(images), VAE(18, itr=epochs, batch_size=500), GMM(10, category=labels)
+    obs, vae, gmm = Observation(images), VAE(18, itr=epochs, batch_size=500, precision=precision), GMM(10, category=labels)
     vae.connect(obs)
     gmm.connect(vae)
     modules = [obs, vae, gmm]
@@ -84,8 +86,8 @@ def part_accuracy(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         for seed in args.seeds:
             out = Path(args.workdir) / f"{variant}_s{seed}"
             t0 = time.perf_counter()
-            res = Orchestrator(build(images, labels, variant, args.epochs), out, seed=seed, backend="local").run(args.rounds)
-            row = {"part": "accuracy", "variant": variant, "seed": seed, "accuracy": res.accuracy,
+            res = Orchestrator(build(images, labels, variant, args.epochs, args.precision), out, seed=seed, backend="local").run(args.rounds)
+            row = {"part": "accuracy", "variant": variant, "seed": seed, "precision": args.precision, "accuracy": res.accuracy,
                    "final": res.final_accuracy, "seconds": round(time.perf_counter() - t0, 1), "per_round": res.seconds}
             if variant != "no-mm":
                 row["min_next_digit_mass"] = round(next_digit_mass(out, labels), 3)
@@ -353,7 +355,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="speed: runs of (bare fp32, bare tricks, CLI run), min and median printed")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="speed: the run's VAE precision")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="the VAE's precision (accuracy and speed parts)")
     parser.add_argument("--contention-epochs", type=int, default=40, help="speed: epochs of the loop timed beside a CPU hog (0: skip)")
     parser.add_argument("--workdir", default="bench-out")
     parser.add_argument("--json-out", default=None)

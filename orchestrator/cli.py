@@ -317,15 +317,58 @@ def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
     return summary
 
 
+#: Data files at least this large are read while the local Ray starts.
+EARLY_RAY_BYTES = 8 << 20
+
+
+def _load_and_import(args: Any) -> RunInputs:
+    got = load_run_inputs(args)
+    import actors.vae  # noqa: F401 - torch's import, paid here while Ray starts
+
+    return got
+
+
+def _load_while_ray_starts(args: Any, out: Path) -> RunInputs:
+    """:func:`load_run_inputs`; for a large data file on Ray, the local Ray starts meanwhile.
+
+    Ray starts in this (main) thread, as ``ray.init`` needs, while a thread reads the
+    data and imports torch.  The output directory and address are checked first; a
+    bad data file is still reported before any actor starts (Ray is stopped again).
+    """
+    path = Path(args.data) if args.data else None
+    if args.backend != "ray" or path is None or not path.is_file() or path.stat().st_size < EARLY_RAY_BYTES:
+        return load_run_inputs(args)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.executor import check_address, connect_ray
+
+    check_out_dir(out, args.overwrite)
+    check_address(args.address)
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(_load_and_import, args)
+        try:
+            connect_ray(args.address)
+        except BaseException:
+            loading.result()  # a bad data file is the first thing to report
+            raise
+        try:
+            return loading.result()
+        except BaseException:
+            import ray
+
+            ray.shutdown()
+            raise
+
+
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the tutorial's graph on the given data and run it."""
     from orchestrator import Orchestrator
     from orchestrator.data import describe
 
     # Everything is checked before any actor starts.
-    data, labels, lengths, source = load_run_inputs(args)
-    modules = build_graph_from_args(args, data, labels, lengths)
     out = Path(args.out)
+    data, labels, lengths, source = _load_while_ray_starts(args, out)
+    modules = build_graph_from_args(args, data, labels, lengths)
     _lock(out, "serket-ray run", args.force_unlock)
     check_out_dir(out, args.overwrite)
     orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend, resources=args.resources,
