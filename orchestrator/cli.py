@@ -151,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
     run.add_argument("--report", action="store_true", help="write an HTML report with figures to OUT/report/ at the end")
     run.add_argument("--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host")
-    run.add_argument("--threads", type=_positive_int, default=1,
-                     help="torch threads of the VAE (part of the run's configuration: results depend on it, placement does not; default 1)")
+    run.add_argument("--threads", type=_positive_int, default=2,
+                     help="torch threads of the VAE (part of the run's configuration: results depend on it, placement does not; default 2)")
     swp = sub.add_parser("sweep", help="run independent pipelines for several seeds at once; report accuracy mean and std")
     _add_graph_options(swp)
     swp.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2, 3], help="seeds: ranges and comma lists, e.g. 0-7 or 0,3,5-6 (default: 0-3)")

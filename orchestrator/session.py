@@ -32,7 +32,7 @@ from orchestrator.progress import ProgressBoard
 log = logging.getLogger(__name__)
 
 #: torch threads per worker unless a run says otherwise (see ``Session``'s ``threads``).
-DEFAULT_THREADS = 1
+DEFAULT_THREADS = 2
 
 #: ``on_progress(module name, info)``; see :meth:`Session.update`.
 ProgressCallback = Callable[[str, dict[str, Any]], None]

@@ -34,7 +34,7 @@ def test_one_seed_gives_the_same_bytes_on_placements_with_different_cpu_counts(r
         finally:
             orch.close()
         manifest = json.loads((out / "run.json").read_text())
-        assert manifest["threads"] == 1
+        assert manifest["threads"] == 2
         if vae_cpus is not None:
             assert manifest["modules"]["module001_vae"]["resources"]["CPU"] == vae_cpus  # the placements do differ
         runs[label] = snapshot(out)
