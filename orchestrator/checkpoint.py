@@ -21,11 +21,13 @@ temporary file.  Nothing a resume reads is ever left half written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +79,19 @@ def write_table(path: Path, table: pa.Table) -> None:
     StorageError
         The file could not be written (what was written of it is removed).
     """
-    try:
+    with _removed_on_failure(path, path):
         with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         _fsync(path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(written: Path, path: Path) -> Iterator[None]:
+    """Remove ``written`` if the block fails; an ``OSError`` becomes a :class:`StorageError` naming ``path``."""
+    try:
+        yield
     except BaseException as exc:
-        _unlink_quietly(path)
+        _unlink_quietly(written)
         if isinstance(exc, OSError):
             raise _storage_error(exc, path) from None
         raise
@@ -134,17 +143,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with _removed_on_failure(tmp, path):
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
-        _unlink_quietly(tmp)
-        if isinstance(exc, OSError):
-            raise _storage_error(exc, path) from None
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
