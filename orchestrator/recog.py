@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +27,7 @@ from messages import as_lengths
 from messages.errors import CheckpointError, DataError
 from orchestrator import checkpoint
 from orchestrator.checkpoint import atomic_write_json
-from orchestrator.resume import intact_prefix, load_manifest, records_of
-from orchestrator.session import load_state
+from orchestrator.run_dir import last_intact_dirs, load_manifest, load_state
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +50,6 @@ class RecogResult:
     z: np.ndarray
     accuracy: float | None
     out_dir: Path
-
-
-def _last_dirs(model: Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    records, damage = intact_prefix(model, records_of(manifest))
-    if damage:
-        raise CheckpointError(f"damaged checkpoint in the model: {damage[0]}")
-    last: dict[str, Path] = {}
-    for rec in records:
-        last[rec.module] = model / rec.module / f"{rec.round:03d}"
-    return last
 
 
 def recognise(
@@ -95,7 +83,7 @@ def recognise(
     model = Path(model_dir)
     manifest = load_manifest(model)
     kinds = {name: info["kind"] for name, info in manifest["modules"].items()}
-    last = _last_dirs(model, manifest)
+    last = last_intact_dirs(model, manifest, "the model")
     vae_name = next((n for n, k in kinds.items() if k == "vae"), None)
     gmm_name = next((n for n, k in kinds.items() if k == "gmm"), None)
     mm_name = next((n for n, k in kinds.items() if k == "mm"), None)
@@ -150,26 +138,3 @@ def recognise(
                                             "n_sequences": 1 if lengths is None else int(lengths.size)})
     log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)
     return RecogResult(classes=classes, probs=probs, z=z, accuracy=acc, out_dir=out)
-
-
-def recognise_graph(module: Any) -> RecogResult | None:
-    """Serket-style ``mode="recog"``: recognise once for the whole graph of ``module``,
-    with the model learned in the current directory, writing there."""
-    from actors.gmm import GMM
-    from actors.vae import VAE
-    from orchestrator.graph import build_graph
-
-    if getattr(module, "_recognised", False):
-        return None
-    graph = build_graph(module)
-    gmm = next((m for m in graph.modules if isinstance(m, GMM)), None)
-    vae = next((m for m in graph.modules if isinstance(m, VAE)), None)
-    labels = gmm.labels() if gmm is not None else None
-    obs = graph.observations[0]
-    result = recognise(
-        Path.cwd(), obs.data, Path.cwd(), labels=labels,
-        encoder=vae.encoder if vae else None, decoder=vae.decoder if vae else None, lengths=obs.lengths,
-    )
-    for m in graph.modules:
-        m._recognised = True
-    return result
