@@ -21,13 +21,13 @@ import torch
 
 from actors import gmm_core, mm_core, vae_core
 from actors.config import VAEConfig
-from actors.scoring import accuracy
+from actors.scoring import accuracy, accuracy_under
 from actors.vae import VAEWorker
 from messages import as_lengths
 from messages.errors import CheckpointError, DataError
 from orchestrator import checkpoint
 from orchestrator.checkpoint import atomic_write_json
-from orchestrator.run_dir import last_intact_dirs, load_manifest, load_state
+from orchestrator.run_dir import last_intact_updates, load_manifest, load_state, update_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class RecogResult:
     probs : numpy.ndarray, shape (N, K)
     z : numpy.ndarray, shape (N, d)
     accuracy : float or None
+        With labels: the fraction of points whose cluster is matched to their label
+        as in training (the GMM's last update); matched anew only when training had no labels.
     out_dir : Path
     """
 
@@ -83,7 +85,8 @@ def recognise(
     model = Path(model_dir)
     manifest = load_manifest(model)
     kinds = {name: info["kind"] for name, info in manifest["modules"].items()}
-    last = last_intact_dirs(model, manifest, "the model")
+    updates = last_intact_updates(model, manifest, "the model")
+    last = {name: update_dir(model, rec) for name, rec in updates.items()}
     vae_name = next((n for n, k in kinds.items() if k == "vae"), None)
     gmm_name = next((n for n, k in kinds.items() if k == "gmm"), None)
     mm_name = next((n for n, k in kinds.items() if k == "mm"), None)
@@ -129,11 +132,15 @@ def recognise(
     (out / gmm_name).mkdir(exist_ok=True)
     np.savetxt(out / gmm_name / "class_recog.txt", classes, fmt="%d")
     np.savetxt(out / gmm_name / "Pdz_recog.txt", probs)
-    acc = None
+    acc = matched_by = None
     if labels is not None:
-        acc = accuracy(classes, labels)
+        # the clusters' labels as matched in training (the GMM's last update); re-matching on the new data would flatter
+        training = updates[gmm_name].scalars.get("matching")
+        acc = accuracy(classes, labels) if training is None else accuracy_under(classes, labels, np.asarray(training))
+        matched_by = "recognised data (the training run had no labels)" if training is None else "training"
         np.savetxt(out / gmm_name / "acc_recog.txt", [acc])
     atomic_write_json(out / "recog.json", {"model": str(model.resolve()), "n_points": int(data.shape[0]), "accuracy": acc,
+                                            "matching": matched_by,
                                             "used_mm": bool(use_mm and mm_name in last),
                                             "n_sequences": 1 if lengths is None else int(lengths.size)})
     log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)

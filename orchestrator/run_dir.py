@@ -103,8 +103,8 @@ def last_updates(records: list[UpdateRecord]) -> dict[str, UpdateRecord]:
     return last
 
 
-def last_intact_dirs(out_dir: Path, manifest: dict[str, Any], what: str = "the run") -> dict[str, Path]:
-    """Module name -> checkpoint directory of its last update, when every recorded update is intact.
+def last_intact_updates(out_dir: Path, manifest: dict[str, Any], what: str = "the run") -> dict[str, UpdateRecord]:
+    """Module name -> its last update, when every recorded update is intact.
 
     Raises
     ------
@@ -114,7 +114,12 @@ def last_intact_dirs(out_dir: Path, manifest: dict[str, Any], what: str = "the r
     records, damage = intact_prefix(out_dir, records_of(manifest))
     if damage:
         raise CheckpointError(f"damaged checkpoint in {what}: {damage[0]}")
-    return {name: update_dir(out_dir, rec) for name, rec in last_updates(records).items()}
+    return last_updates(records)
+
+
+def last_intact_dirs(out_dir: Path, manifest: dict[str, Any], what: str = "the run") -> dict[str, Path]:
+    """Module name -> checkpoint directory of its last update (see :func:`last_intact_updates`)."""
+    return {name: update_dir(out_dir, rec) for name, rec in last_intact_updates(out_dir, manifest, what).items()}
 
 
 def load_state(directory: Path) -> dict[str, Any]:
