@@ -6,10 +6,12 @@ demands that a module update itself).  Learning runs in the graph's default
 session, created on the first ``update()``; ``mode="recog"`` recognises the
 whole graph once with the model learned in the current directory.
 
-The default session of each module and the modules already recognised are
-held here, in weak-keyed tables, rather than as attributes patched onto the
-modules.  A session holds its graph, so its entries live as long as the
-session's script does (as the attributes did).
+The default session is kept on the graph's modules (``_session``), a cycle
+(module -> session -> graph -> module) that the garbage collector frees, and with
+it the session's placement group, once the script drops its modules.  A
+module-global WeakKeyDictionary (tried first) never frees it: its value, the
+session, holds its keys through the graph, and the run's resources stayed reserved
+for the rest of the process (tests/test_ray_pipeline.py then could not reserve).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from actors.module import Module
 from orchestrator.graph import build_graph
 from orchestrator.session import Session
 
-_SESSIONS: weakref.WeakKeyDictionary[Module, Session] = weakref.WeakKeyDictionary()
 _RECOGNISED: weakref.WeakSet[Module] = weakref.WeakSet()
 
 
@@ -41,7 +42,7 @@ def default_session(module: Module) -> Session:
     Outputs go to the current directory; the seed comes from ``SERKET_RAY_SEED``
     (default 0) and the cluster from ``RAY_ADDRESS`` (default: a local Ray).
     """
-    session = _SESSIONS.get(module)
+    session = getattr(module, "_session", None)
     if session is None:
         graph = build_graph(module)
         session = Session(
@@ -51,7 +52,7 @@ def default_session(module: Module) -> Session:
             address=os.environ.get("RAY_ADDRESS") or None,
         )
         for m in graph.modules:
-            _SESSIONS[m] = session
+            m._session = session  # type: ignore[attr-defined]
     return session
 
 
