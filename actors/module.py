@@ -77,14 +77,9 @@ class Module:
         model learned earlier in the current directory (no training) and writes
         ``*_recog.txt`` files; later calls do nothing more.
         """
-        if self.mode == "recog":
-            from orchestrator.recog import recognise_graph
+        from orchestrator import serket  # the one upward import: Serket's API has a module update itself
 
-            recognise_graph(self)
-            return
-        from orchestrator.session import default_session
-
-        default_session(self).update(self)
+        serket.update(self)
 
     # -- what the orchestrator needs to know -------------------------------
     def n_points(self) -> int:

@@ -37,6 +37,25 @@ def accuracy(classes: np.ndarray, labels: np.ndarray) -> float:
     return float(cm[rows, cols].sum() / len(labels))
 
 
+def accuracy_under(classes: np.ndarray, labels: np.ndarray, matching: np.ndarray) -> float:
+    """Fraction of points whose cluster is matched to their label by a given ``matching``.
+
+    Parameters
+    ----------
+    classes : numpy.ndarray, shape (N,), int
+    labels : numpy.ndarray, shape (N,), int
+    matching : numpy.ndarray, shape (M, 2), int
+        Rows (cluster, label), as :func:`best_matching` returns (learned on other data).
+        Points of a cluster the matching leaves out count as wrong.
+    """
+    classes = np.asarray(classes, dtype=np.int64)
+    pairs = np.asarray(matching, dtype=np.int64).reshape(-1, 2)
+    size = int(max(classes.max(initial=0), pairs[:, 0].max(initial=0))) + 1
+    matched, label_of = np.zeros(size, dtype=bool), np.zeros(size, dtype=np.int64)
+    matched[pairs[:, 0]], label_of[pairs[:, 0]] = True, pairs[:, 1]
+    return float(np.mean(matched[classes] & (label_of[classes] == np.asarray(labels))))
+
+
 def matched_transitions(learned: np.ndarray, classes: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
     """A learned transition matrix over clusters, read as one over labels.
 

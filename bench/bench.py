@@ -49,17 +49,10 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(images: np.ndarray, labels: np.ndarray, variant: str, epochs: int = 200, precision: str = "auto") -> list[Any]:
-    from actors import GMM, VAE, MarkovModel, Observation
+    from orchestrator.recipe import TutorialRecipe
 
-    obs, vae, gmm = Observation(images), VAE(18, itr=epochs, batch_size=500, precision=precision), GMM(10, category=labels)
-    vae.connect(obs)
-    gmm.connect(vae)
-    modules = [obs, vae, gmm]
-    if variant != "no-mm":
-        mm = MarkovModel(message="serket" if variant == "serket-message" else "forward-backward")
-        mm.connect(gmm)
-        modules.append(mm)
-    return modules
+    message = "serket" if variant == "serket-message" else "forward-backward"
+    return TutorialRecipe(epochs=epochs, precision=precision, no_mm=variant == "no-mm", mm_message=message).build(images, labels)
 
 
 def next_digit_mass(out: Path, labels: np.ndarray) -> float:
@@ -227,7 +220,7 @@ def _replay_gmm_mm(out: Path, rounds: int, repeats: int = 3) -> tuple[list[float
     from actors.gmm import GMMWorker
     from actors.mm import MMWorker
     from orchestrator.checkpoint import read_message
-    from orchestrator.session import load_state
+    from orchestrator.run_dir import load_state
 
     gmm_dir, mm_dir = out / "module002_gmm", out / "module003_mm"
     gmm_t, mm_t = [], []

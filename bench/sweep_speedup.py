@@ -32,18 +32,11 @@ import numpy as np
 
 def build(epochs: int, sweeps: int):
     """A new digits graph (Observation -> VAE -> GMM -> MM) per call."""
-    from actors import GMM, VAE, MarkovModel, Observation
     from orchestrator.data import default_digits
+    from orchestrator.recipe import TutorialRecipe
 
     images, labels = default_digits()
-    obs = Observation(images)
-    vae = VAE(18, itr=epochs, batch_size=500)
-    gmm = GMM(10, itr=sweeps, category=labels)
-    mm = MarkovModel()
-    vae.connect(obs)
-    gmm.connect(vae)
-    mm.connect(gmm)
-    return [obs, vae, gmm, mm]
+    return TutorialRecipe(epochs=epochs, sweeps=sweeps).build(images, labels)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,13 @@ from typing import Any
 
 from actors.module import Module
 from messages.errors import CheckpointError, ConfigError
-from orchestrator import checkpoint, runlock
+from orchestrator import checkpoint, run_dir, runlock
 from orchestrator import resume as resume_mod
 from orchestrator.checkpoint import atomic_write_json
 from orchestrator.executor import check_address
 from orchestrator.graph import build_graph
-from orchestrator.session import DEFAULT_THREADS, ProgressCallback, Session, UpdateRecord
+from orchestrator.run_dir import UpdateRecord
+from orchestrator.session import DEFAULT_THREADS, ProgressCallback, Session
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class Orchestrator:
             Damaged files (named with their paths), or a different config or data.
         """
         out = Path(out_dir)
-        resume_mod.load_manifest(out)  # says clearly when out is not a run, before anything is locked
+        run_dir.load_manifest(out)  # says clearly when out is not a run, before anything is locked
         with runlock.hold(out, "Orchestrator.resume"):
             return cls._resume_locked(out, modules, rounds, address, from_last_intact, backend, on_update, on_progress, **session_options)
 
@@ -191,13 +192,13 @@ class Orchestrator:
         on_progress: ProgressCallback | None,
         **session_options: Any,
     ) -> RunResult:
-        manifest = resume_mod.load_manifest(out)
+        manifest = run_dir.load_manifest(out)
         if modules is None:
             if "cli" not in manifest:
                 raise CheckpointError(f"{out} was started from Python; pass the same modules to Orchestrator.resume(out, modules)")
-            from orchestrator.cli import graph_from_recorded_args
+            from orchestrator.recipe import TutorialRecipe
 
-            modules = graph_from_recorded_args(manifest["cli"])
+            modules = TutorialRecipe.from_recorded(manifest["cli"]).graph()
         recorded_threads = manifest.get("threads", DEFAULT_THREADS)
         threads = session_options.setdefault("threads", recorded_threads)
         if threads != recorded_threads:
@@ -212,8 +213,8 @@ class Orchestrator:
         diffs = resume_mod.differences(manifest, orch.session)
         if diffs:
             raise CheckpointError(f"cannot resume {out}: the run differs from the one recorded: " + "; ".join(diffs))
-        records = resume_mod.records_of(manifest)
-        intact, damage = resume_mod.intact_prefix(out, records)
+        records = run_dir.records_of(manifest)
+        intact, damage = run_dir.intact_prefix(out, records)
         if damage:
             if not from_last_intact:
                 raise CheckpointError(

@@ -8,14 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
-
-import numpy as np
+from typing import Any, NoReturn
 
 from messages.errors import SerketRayError, StorageError
 from orchestrator import runlock, stopping
 from orchestrator.data import SCALE_MODES
+from orchestrator.inputs import DataSource, RunInputs, load_run_inputs
 from orchestrator.progress import ProgressDisplay
+from orchestrator.recipe import TutorialRecipe
 from orchestrator.runlock import LOCK_NAME
 
 log = logging.getLogger("serket_ray.cli")
@@ -91,7 +91,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
-    """Data and model options shared by ``run`` and ``sweep`` (see ``GRAPH_ARGS``)."""
+    """Data and model options shared by ``run`` and ``sweep`` (see ``orchestrator.recipe.RECORDED_KEYS``)."""
     cmd.add_argument("--data", help="data file: text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc or MNIST IDX (*-idx3-ubyte[.gz])")
     cmd.add_argument("--labels", help="labels file, same formats (only used to score accuracy)")
     cmd.add_argument("--data-key", help="array (.npz) or column (Parquet/Feather) holding the data")
@@ -210,93 +210,6 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise SerketRayError(f"--out {out} already holds {what}; choose another directory or pass --overwrite")
 
 
-GRAPH_ARGS = (
-    "data", "labels", "data_key", "labels_key", "scale", "dataset", "cache_dir", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message",
-    "lengths", "sequence_key", "precision",
-)
-
-
-class RunInputs(NamedTuple):
-    """What :func:`load_run_inputs` read: data (N, D), labels (N,) or None, lengths (S,) or None, a description."""
-
-    data: np.ndarray
-    labels: np.ndarray | None
-    lengths: np.ndarray | None
-    source: str
-
-
-def load_inputs(args: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Data, labels and a description of the source, all checked before any actor starts."""
-    got = load_run_inputs(args)
-    return got.data, got.labels, got.source
-
-
-def load_run_inputs(args: Any) -> RunInputs:
-    """Data, labels, sequence lengths and a description of the source, all checked before any actor starts."""
-    from orchestrator.data import check_unit_range, default_digits, load_data, load_labels, scale_data
-    from orchestrator.lengths import load_lengths, load_sequence_table
-
-    lengths_file, sequence_key = getattr(args, "lengths", None), getattr(args, "sequence_key", None)
-    if lengths_file and sequence_key:
-        raise SerketRayError(f"give --lengths or --sequence-key, not both (got --sequence-key {sequence_key})")
-    lengths = None
-    if args.data:
-        if args.dataset:
-            raise SerketRayError(f"give --data or --dataset, not both (got --dataset {args.dataset})")
-        if sequence_key:
-            data, lengths = load_sequence_table(args.data, sequence_key, args.data_key)
-        else:
-            data = load_data(args.data, args.data_key)
-        labels = load_labels(args.labels, data.shape[0], args.labels_key) if args.labels else None
-        source = str(args.data)
-    else:
-        if args.labels or args.data_key or args.labels_key or sequence_key:
-            raise SerketRayError("--labels, --data-key, --labels-key and --sequence-key should come with --data, got them without --data")
-        if args.dataset == "mnist":
-            from orchestrator.mnist import mnist_dir, tutorial_mnist
-
-            data, labels = tutorial_mnist(args.cache_dir)
-            source = f"MNIST, the tutorial's 3000 images ({mnist_dir(args.cache_dir)})"
-        else:
-            data, labels = default_digits()
-            source = "scikit-learn digits (embedded default)"
-    if lengths_file:
-        lengths = load_lengths(lengths_file, data.shape[0])
-    data = scale_data(data, args.scale)
-    check_unit_range(data, f"data ({source})")
-    if lengths is not None:
-        source += f", {lengths.size} sequences of {int(lengths.min())} to {int(lengths.max())} points"
-    return RunInputs(data, labels, lengths, source)
-
-
-def build_graph_from_args(args: Any, data: np.ndarray, labels: np.ndarray | None, lengths: np.ndarray | None = None) -> list[Any]:
-    """The tutorial's graph (Observation -> VAE -> GMM -> MM) from command-line options, on ``lengths`` sequences."""
-    from actors import GMM, VAE, MarkovModel, Observation
-
-    if args.clusters > data.shape[0]:
-        raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {args.clusters}")
-    if args.batch_size > data.shape[0]:
-        log.warning("--batch-size %d is larger than the data (%d points): every epoch is one full batch", args.batch_size, data.shape[0])
-    obs = Observation(data, lengths=lengths)
-    vae = VAE(args.latent_dim, itr=args.epochs, batch_size=args.batch_size, precision=getattr(args, "precision", "auto"))
-    gmm = GMM(args.clusters, itr=args.sweeps, category=labels)
-    vae.connect(obs)
-    gmm.connect(vae)
-    modules = [obs, vae, gmm]
-    if not args.no_mm:
-        mm = MarkovModel(message=args.mm_message)
-        mm.connect(gmm)
-        modules.append(mm)
-    return modules
-
-
-def graph_from_recorded_args(recorded: dict[str, Any]) -> list[Any]:
-    """Rebuild a CLI run's graph from the arguments its run.json recorded."""
-    args = argparse.Namespace(**{"lengths": None, "sequence_key": None, **recorded})
-    got = load_run_inputs(args)
-    return build_graph_from_args(args, got.data, got.labels, got.lengths)
-
-
 def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
     summary = {
         "out": str(out),
@@ -321,15 +234,15 @@ def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
 EARLY_RAY_BYTES = 8 << 20
 
 
-def _load_and_import(args: Any) -> RunInputs:
-    got = load_run_inputs(args)
+def _load_and_import(recipe: TutorialRecipe) -> RunInputs:
+    got = recipe.load()
     import actors.vae  # noqa: F401 - torch's import, paid here while Ray starts
 
     return got
 
 
-def _load_while_ray_starts(args: Any, out: Path) -> RunInputs:
-    """:func:`load_run_inputs`; for a large data file on Ray, the local Ray starts meanwhile.
+def _load_while_ray_starts(recipe: TutorialRecipe, args: Any, out: Path) -> RunInputs:
+    """``recipe.load()``; for a large data file on Ray, the local Ray starts meanwhile.
 
     Ray starts in this (main) thread, as ``ray.init`` needs, while a thread reads the
     data and imports torch.  The output directory and address are checked first; a
@@ -337,15 +250,15 @@ def _load_while_ray_starts(args: Any, out: Path) -> RunInputs:
     """
     path = Path(args.data) if args.data else None
     if args.backend != "ray" or path is None or not path.is_file() or path.stat().st_size < EARLY_RAY_BYTES:
-        return load_run_inputs(args)
+        return recipe.load()
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestrator.executor import check_address, connect_ray
+    from orchestrator.executor import check_address, connect_ray, disconnect_ray
 
     check_out_dir(out, args.overwrite)
     check_address(args.address)
     with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(_load_and_import, args)
+        loading = pool.submit(_load_and_import, recipe)
         try:
             connect_ray(args.address)
         except BaseException:
@@ -354,9 +267,7 @@ def _load_while_ray_starts(args: Any, out: Path) -> RunInputs:
         try:
             return loading.result()
         except BaseException:
-            import ray
-
-            ray.shutdown()
+            disconnect_ray()
             raise
 
 
@@ -367,17 +278,14 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
     # Everything is checked before any actor starts.
     out = Path(args.out)
-    data, labels, lengths, source = _load_while_ray_starts(args, out)
-    modules = build_graph_from_args(args, data, labels, lengths)
+    recipe = TutorialRecipe.from_options(args)
+    data, labels, lengths, source = _load_while_ray_starts(recipe, args, out)
+    modules = recipe.build(data, labels, lengths)
     _lock(out, "serket-ray run", args.force_unlock)
     check_out_dir(out, args.overwrite)
     orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend, resources=args.resources,
                         reserve_timeout=args.reserve_timeout, threads=args.threads)
-    recorded = {k: getattr(args, k) for k in GRAPH_ARGS}
-    for key in ("data", "labels", "lengths"):
-        if recorded[key]:
-            recorded[key] = str(Path(recorded[key]).resolve())
-    orch.session.extra["cli"] = recorded
+    orch.session.extra["cli"] = recipe.recorded()
     if not args.quiet:
         print(f"data: {source}: {describe(data, labels)}", flush=True)
     try:
@@ -413,8 +321,9 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.sweep import sweep
 
     # Everything is checked before any actor starts.
-    data, labels, lengths, source = load_run_inputs(args)
-    build_graph_from_args(args, data, labels, lengths)
+    recipe = TutorialRecipe.from_options(args)
+    data, labels, lengths, source = recipe.load()
+    recipe.build(data, labels, lengths)
     out = Path(args.out)
     for seed in args.seeds:
         check_out_dir(out / f"seed_{seed}", args.overwrite)
@@ -423,7 +332,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
         print(f"data: {source}: {describe(data, labels)}; seeds {args.seeds}", flush=True)
 
     def build() -> list[Any]:
-        return build_graph_from_args(args, data, labels, lengths)  # anew per seed: modules hold per-graph state
+        return recipe.build(data, labels, lengths)  # anew per seed: modules hold per-graph state
 
     def done(row: Any) -> None:
         if not args.quiet:
@@ -446,11 +355,13 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
     """Classify novel data with a learned model."""
     from orchestrator.recog import recognise
-    from orchestrator.resume import load_manifest
+    from orchestrator.run_dir import load_manifest
 
     load_manifest(args.model)
-    args.dataset = args.cache_dir = None
-    data, labels, lengths, source = load_run_inputs(args)
+    data, labels, lengths, source = load_run_inputs(DataSource(
+        data=args.data, labels=args.labels, data_key=args.data_key, labels_key=args.labels_key, scale=args.scale,
+        lengths=args.lengths, sequence_key=args.sequence_key,
+    ))
     out = Path(args.out)
     check_out_dir(out, args.overwrite)
     result = recognise(args.model, data, out, labels=labels, use_mm=not args.no_mm, lengths=lengths)
@@ -466,7 +377,7 @@ def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     """Continue a run from its last completed update."""
     from orchestrator import Orchestrator
-    from orchestrator.resume import load_manifest
+    from orchestrator.run_dir import load_manifest
 
     manifest = load_manifest(args.out)
     _lock(Path(args.out), "serket-ray resume", args.force_unlock)

@@ -132,6 +132,20 @@ def connect_ray(address: str | None) -> None:
         stopping.reinstall()  # ray.init replaces the driver's SIGTERM handler with its own
 
 
+def disconnect_ray() -> None:
+    """``ray.shutdown()``: stop the local Ray this process started, or leave the cluster it joined."""
+    import ray
+
+    ray.shutdown()
+
+
+def alive_node_resources() -> list[dict[str, float]]:
+    """The total resources of each alive node of the connected cluster."""
+    import ray
+
+    return [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
+
+
 def auto_resources(kind: str) -> dict[str, Any]:
     """Default resources per module kind on the connected cluster.
 

@@ -15,21 +15,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from actors import gmm_core, mm_core, vae_core
 from actors.config import VAEConfig
-from actors.scoring import accuracy
+from actors.scoring import accuracy, accuracy_under
 from actors.vae import VAEWorker
 from messages import as_lengths
 from messages.errors import CheckpointError, DataError
 from orchestrator import checkpoint
 from orchestrator.checkpoint import atomic_write_json
-from orchestrator.resume import intact_prefix, load_manifest, records_of
-from orchestrator.session import load_state
+from orchestrator.run_dir import last_intact_updates, load_manifest, load_state, update_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +42,8 @@ class RecogResult:
     probs : numpy.ndarray, shape (N, K)
     z : numpy.ndarray, shape (N, d)
     accuracy : float or None
+        With labels: the fraction of points whose cluster is matched to their label
+        as in training (the GMM's last update); matched anew only when training had no labels.
     out_dir : Path
     """
 
@@ -52,16 +52,6 @@ class RecogResult:
     z: np.ndarray
     accuracy: float | None
     out_dir: Path
-
-
-def _last_dirs(model: Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    records, damage = intact_prefix(model, records_of(manifest))
-    if damage:
-        raise CheckpointError(f"damaged checkpoint in the model: {damage[0]}")
-    last: dict[str, Path] = {}
-    for rec in records:
-        last[rec.module] = model / rec.module / f"{rec.round:03d}"
-    return last
 
 
 def recognise(
@@ -95,7 +85,8 @@ def recognise(
     model = Path(model_dir)
     manifest = load_manifest(model)
     kinds = {name: info["kind"] for name, info in manifest["modules"].items()}
-    last = _last_dirs(model, manifest)
+    updates = last_intact_updates(model, manifest, "the model")
+    last = {name: update_dir(model, rec) for name, rec in updates.items()}
     vae_name = next((n for n, k in kinds.items() if k == "vae"), None)
     gmm_name = next((n for n, k in kinds.items() if k == "gmm"), None)
     mm_name = next((n for n, k in kinds.items() if k == "mm"), None)
@@ -141,35 +132,16 @@ def recognise(
     (out / gmm_name).mkdir(exist_ok=True)
     np.savetxt(out / gmm_name / "class_recog.txt", classes, fmt="%d")
     np.savetxt(out / gmm_name / "Pdz_recog.txt", probs)
-    acc = None
+    acc = matched_by = None
     if labels is not None:
-        acc = accuracy(classes, labels)
+        # the clusters' labels as matched in training (the GMM's last update); re-matching on the new data would flatter
+        training = updates[gmm_name].scalars.get("matching")
+        acc = accuracy(classes, labels) if training is None else accuracy_under(classes, labels, np.asarray(training))
+        matched_by = "recognised data (the training run had no labels)" if training is None else "training"
         np.savetxt(out / gmm_name / "acc_recog.txt", [acc])
     atomic_write_json(out / "recog.json", {"model": str(model.resolve()), "n_points": int(data.shape[0]), "accuracy": acc,
+                                            "matching": matched_by,
                                             "used_mm": bool(use_mm and mm_name in last),
                                             "n_sequences": 1 if lengths is None else int(lengths.size)})
     log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)
     return RecogResult(classes=classes, probs=probs, z=z, accuracy=acc, out_dir=out)
-
-
-def recognise_graph(module: Any) -> RecogResult | None:
-    """Serket-style ``mode="recog"``: recognise once for the whole graph of ``module``,
-    with the model learned in the current directory, writing there."""
-    from actors.gmm import GMM
-    from actors.vae import VAE
-    from orchestrator.graph import build_graph
-
-    if getattr(module, "_recognised", False):
-        return None
-    graph = build_graph(module)
-    gmm = next((m for m in graph.modules if isinstance(m, GMM)), None)
-    vae = next((m for m in graph.modules if isinstance(m, VAE)), None)
-    labels = gmm.labels() if gmm is not None else None
-    obs = graph.observations[0]
-    result = recognise(
-        Path.cwd(), obs.data, Path.cwd(), labels=labels,
-        encoder=vae.encoder if vae else None, decoder=vae.decoder if vae else None, lengths=obs.lengths,
-    )
-    for m in graph.modules:
-        m._recognised = True
-    return result

@@ -19,7 +19,6 @@ on the tutorial's 3000 points (18-D latents, 2 CPU cores), PCA 0.02 s.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import html
@@ -35,7 +34,7 @@ from actors.scoring import accuracy as matched_accuracy
 from actors.scoring import best_matching
 from messages.errors import CheckpointError, SerketRayError, StorageError
 from orchestrator import checkpoint
-from orchestrator.resume import load_manifest
+from orchestrator.run_dir import last_updates, load_manifest, records_of, saved_message
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class _Run:
             return None
         path = directory / file
         try:
-            return checkpoint.read_message(path)
+            return saved_message(directory, path.stem)
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path} should be a readable message checkpoint, got: {exc}") from None
 
@@ -132,13 +131,7 @@ def _open_run(out_dir: Path) -> tuple[_Run, list[str]]:
             notes.append(f"The run has {len(names)} {kind.upper()} modules; the report shows the first, {names[0]}.")
     if not module_of:
         raise CheckpointError(f"{out_dir} should hold a VAE, GMM or MM module, got modules {sorted(manifest['modules'])}")
-    last_round: dict[str, int] = {}
-    for upd in manifest["updates"]:
-        try:
-            name, rnd = upd["module"], int(upd["round"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{out_dir / 'run.json'} should list updates with 'module' and 'round', got {upd!r}") from None
-        last_round[name] = max(rnd, last_round.get(name, -1))
+    last_round = {name: rec.round for name, rec in last_updates(records_of(manifest, str(out_dir / "run.json"))).items()}
     if not last_round:
         raise CheckpointError(f"{out_dir} holds no completed update yet; nothing to report")
     for name, rnd in last_round.items():
@@ -169,12 +162,11 @@ def _reload_recorded(cli: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None
 
         data, labels = tutorial_mnist(cli.get("cache_dir"), download=False)
         return scale_data(data, cli.get("scale") or "none"), labels, "MNIST, the tutorial's 3000 images"
-    from orchestrator.cli import load_inputs
+    from orchestrator.inputs import load_run_inputs
+    from orchestrator.recipe import TutorialRecipe
 
-    fields = {"data": None, "labels": None, "data_key": None, "labels_key": None, "scale": "none", "dataset": None, "cache_dir": None,
-              "sequence_key": None}
-    fields.update({k: cli[k] for k in fields if k in cli})
-    return load_inputs(argparse.Namespace(**fields))
+    got = load_run_inputs(dataclasses.replace(TutorialRecipe.from_recorded(cli).source, lengths=None))
+    return got.data, got.labels, got.source
 
 
 def _recover_inputs(

@@ -1,65 +1,15 @@
-"""Reading a run back: its manifest, the integrity of its checkpoint files, and
-what differs between the run on disk and the run a user asks to continue."""
+"""What differs between the run on disk and the run a user asks to continue.
+
+Reading the run itself (manifest, records, intact prefix) is :mod:`orchestrator.run_dir`'s."""
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
-from messages.errors import CheckpointError
-from orchestrator.checkpoint import sha256_file
-from orchestrator.session import Session, UpdateRecord
+from orchestrator.session import Session
 
 log = logging.getLogger(__name__)
-
-
-def load_manifest(out_dir: str | Path) -> dict[str, Any]:
-    """Read ``<out>/run.json``.
-
-    Raises
-    ------
-    CheckpointError
-        The directory or its manifest is missing or unreadable.
-    """
-    path = Path(out_dir) / "run.json"
-    if not path.is_file():
-        raise CheckpointError(f"{out_dir} should hold a serket-ray run (a run.json), got none at {path}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} should be a readable JSON manifest, got: {exc}") from None
-    for key in ("seed", "modules", "updates", "data"):
-        if key not in manifest:
-            raise CheckpointError(f"{path} should have a {key!r} entry, got keys {sorted(manifest)}")
-    return manifest
-
-
-def records_of(manifest: dict[str, Any]) -> list[UpdateRecord]:
-    """The completed updates recorded in a manifest, in the order they ran."""
-    return [UpdateRecord(**u) for u in manifest["updates"]]
-
-
-def damaged_files(out_dir: Path, record: UpdateRecord) -> list[str]:
-    """Files of one update that are missing or whose SHA-256 differs from the manifest's."""
-    bad = []
-    for rel, digest in record.files.items():
-        path = out_dir / rel
-        if not path.is_file():
-            bad.append(f"{path} (missing)")
-        elif sha256_file(path) != digest:
-            bad.append(f"{path} (checksum mismatch: altered or truncated)")
-    return bad
-
-
-def intact_prefix(out_dir: Path, records: list[UpdateRecord]) -> tuple[list[UpdateRecord], list[str]]:
-    """The longest run of leading updates whose files are all intact, and the first damage found."""
-    for i, rec in enumerate(records):
-        bad = damaged_files(out_dir, rec)
-        if bad:
-            return records[:i], bad
-    return records, []
 
 
 def differences(manifest: dict[str, Any], session: Session) -> list[str]:

@@ -26,8 +26,9 @@ from messages import Message, ObservationData
 from messages.errors import ConfigError
 from orchestrator import checkpoint
 from orchestrator.executor import LocalExecutor, RayExecutor, auto_resources
-from orchestrator.graph import Graph, build_graph
+from orchestrator.graph import Graph
 from orchestrator.progress import ProgressBoard
+from orchestrator.run_dir import UpdateRecord, last_updates, load_state, saved_message, update_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,6 @@ DEFAULT_THREADS = 2
 
 #: ``on_progress(module name, info)``; see :meth:`Session.update`.
 ProgressCallback = Callable[[str, dict[str, Any]], None]
-
-
-@dataclasses.dataclass
-class UpdateRecord:
-    """What one module update did (kept in ``run.json``)."""
-
-    module: str
-    round: int
-    seconds: float
-    compute_seconds: float
-    scalars: dict[str, Any]
-    files: dict[str, str] = dataclasses.field(default_factory=dict)
-    attempts: int = 1
 
 
 class Session:
@@ -309,7 +297,7 @@ class Session:
         self.workers[module] = worker = self._start_worker(module)
         last = self._last_record(module)
         if last is not None:
-            state = load_state(self.out_dir / last.module / f"{last.round:03d}")
+            state = load_state(update_dir(self.out_dir, last))
             self.executor.get(self.executor.call(worker, "set_state", 1, state=state), timeout=self.timeout)
         for src, idx in module.inbox_sources().values():
             if src.learnable and (src, idx) in self.refs:
@@ -317,15 +305,13 @@ class Session:
         self._record_placement(module, worker)
 
     def _last_record(self, module: Module) -> UpdateRecord | None:
-        name = self.graph.name(module)
-        mine = [r for r in self.records if r.module == name]
-        return mine[-1] if mine else None
+        return last_updates(self.records).get(self.graph.name(module))
 
     def _saved_message(self, module: Module, index: int) -> Message:
         last = self._last_record(module)
         assert last is not None
         out_name = module.output_names()[index]
-        return checkpoint.read_message(self.out_dir / last.module / f"{last.round:03d}" / f"{out_name}.arrow")
+        return saved_message(update_dir(self.out_dir, last), out_name)
 
     # -- resume ---------------------------------------------------------------
     def restore(self, records: list[UpdateRecord]) -> None:
@@ -336,13 +322,12 @@ class Session:
             last = self._last_record(module)
             if last is None:
                 continue
-            directory = self.out_dir / last.module / f"{last.round:03d}"
+            directory = update_dir(self.out_dir, last)
             state = load_state(directory)
             self.executor.get(self.executor.call(self.workers[module], "set_state", 1, state=state), timeout=self.timeout)
             for i, out_name in enumerate(module.output_names()[:-1]):
-                path = directory / f"{out_name}.arrow"
-                if path.exists():
-                    self.refs[(module, i)] = self.executor.put(checkpoint.read_message(path))
+                if (directory / f"{out_name}.arrow").exists():
+                    self.refs[(module, i)] = self.executor.put(saved_message(directory, out_name))
             self.rounds[module] = last.round + 1
 
     # -- run.json -------------------------------------------------------------
@@ -438,13 +423,6 @@ def lengths_fingerprint(lengths: np.ndarray) -> dict[str, Any]:
     return {"n_sequences": int(arr.size), "min": int(arr.min()), "max": int(arr.max()), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
 
 
-def load_state(directory: Path) -> dict[str, Any]:
-    """A worker's state from a checkpoint directory (``state.arrow`` plus blob files)."""
-    arrays, meta = checkpoint.table_arrays(checkpoint.read_table(directory / "state.arrow"))
-    blobs = {p.name: p.read_bytes() for p in sorted(directory.glob("*.pt"))}
-    return {"arrays": arrays, "meta": meta.get("state", {}), "blobs": blobs}
-
-
 def code_version() -> str:
     """The installed package version."""
     try:
@@ -455,24 +433,4 @@ def code_version() -> str:
         return "unknown"
 
 
-def default_session(module: Module) -> Session:
-    """The session of a Serket-style script: created on the first ``update()``.
-
-    Outputs go to the current directory; the seed comes from ``SERKET_RAY_SEED``
-    (default 0) and the cluster from ``RAY_ADDRESS`` (default: a local Ray).
-    """
-    session = getattr(module, "_session", None)
-    if session is None:
-        graph = build_graph(module)
-        session = Session(
-            graph,
-            out_dir=Path.cwd(),
-            seed=int(os.environ.get("SERKET_RAY_SEED", "0")),
-            address=os.environ.get("RAY_ADDRESS") or None,
-        )
-        for m in graph.modules:
-            m._session = session  # type: ignore[attr-defined]
-    return session
-
-
-__all__ = ["Observation", "Session", "UpdateRecord", "default_session"]
+__all__ = ["Observation", "Session", "UpdateRecord"]

@@ -24,7 +24,7 @@ from actors.module import Module
 from messages.errors import ConfigError, SerketRayError
 from orchestrator.api import Orchestrator
 from orchestrator.checkpoint import atomic_write_json
-from orchestrator.executor import auto_resources, bundle_of, connect_ray
+from orchestrator.executor import alive_node_resources, auto_resources, bundle_of, connect_ray
 from orchestrator.graph import build_graph
 
 log = logging.getLogger(__name__)
@@ -200,11 +200,8 @@ def concurrency(bundles: list[dict[str, float]], n_seeds: int, max_concurrent: i
     pipeline that cannot fit at all fails with a :class:`ConfigError` naming
     what is missing.
     """
-    import ray
-
     limit = n_seeds if max_concurrent is None else min(n_seeds, max_concurrent)
-    nodes = [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
-    return max(1, pipelines_that_fit(bundles, nodes, limit))
+    return max(1, pipelines_that_fit(bundles, alive_node_resources(), limit))
 
 
 def sweep(

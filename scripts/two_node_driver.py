@@ -41,17 +41,10 @@ RESOURCES: dict[str, Any] = {
 
 def build_graph(digits: tuple[Any, Any]) -> Any:
     """The tutorial's graph on the embedded digits; returns the VAE."""
-    from actors import GMM, VAE, MarkovModel, Observation
+    from orchestrator.recipe import TutorialRecipe
 
     data, labels = digits
-    obs = Observation(data)
-    vae = VAE(8, itr=5, batch_size=200)
-    gmm = GMM(10, category=labels)
-    mm = MarkovModel()
-    vae.connect(obs)
-    gmm.connect(vae)
-    mm.connect(gmm)
-    return vae
+    return TutorialRecipe(latent_dim=8, epochs=5, batch_size=200).build(data, labels)[1]
 
 
 def class_files(root: Path) -> dict[str, str]:

@@ -18,18 +18,11 @@ def mnist_path() -> Path:
 
 def digits_graph(n: int, epochs: int, batch_size: int, sweeps: int, latent_dim: int = 8) -> list:
     """The tutorial's graph (Observation -> VAE -> GMM -> MM) on the first ``n`` embedded digits."""
-    from actors import GMM, VAE, MarkovModel, Observation
     from orchestrator.data import default_digits
+    from orchestrator.recipe import TutorialRecipe
 
     images, labels = default_digits()
-    obs = Observation(images[:n])
-    vae = VAE(latent_dim, itr=epochs, batch_size=batch_size)
-    gmm = GMM(10, itr=sweeps, category=labels[:n])
-    mm = MarkovModel()
-    vae.connect(obs)
-    gmm.connect(vae)
-    mm.connect(gmm)
-    return [obs, vae, gmm, mm]
+    return TutorialRecipe(latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, sweeps=sweeps).build(images[:n], labels[:n])
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 import textwrap
 
@@ -41,6 +42,23 @@ def test_recognising_the_last_1000_points_is_as_good_as_learning(learned, mnist,
     again = recognise(model, images[:2000], tmp_path / "again", labels=labels[:2000])
     learned_classes = np.loadtxt(model / "module002_gmm" / "class_learn.txt", dtype=int)
     assert (again.classes == learned_classes).mean() > 0.95
+
+
+def test_recognition_accuracy_uses_the_clusters_labels_learned_in_training(learned, mnist, tmp_path) -> None:
+    from actors.scoring import accuracy
+
+    model, _ = learned
+    images, labels = mnist
+    updates = json.loads((model / "run.json").read_text())["updates"]
+    label_of = dict(next(u for u in reversed(updates) if u["module"] == "module002_gmm")["scalars"]["matching"])
+    res = recognise(model, images[2000:], tmp_path / "a", labels=labels[2000:])
+    assert res.accuracy == np.mean([label_of.get(c) == y for c, y in zip(res.classes.tolist(), labels[2000:].tolist(), strict=True)])
+    assert json.loads((tmp_path / "a" / "recog.json").read_text())["matching"] == "training"
+    # labels renamed on the new data: matching anew would score them as well, the training's matching does not
+    renamed = (labels[2000:] + 1) % 10
+    again = recognise(model, images[2000:], tmp_path / "b", labels=renamed)
+    assert accuracy(again.classes, renamed) == accuracy(res.classes, labels[2000:]) > 0.35
+    assert again.accuracy < 0.2
 
 
 def test_recog_cli_and_its_errors(learned, mnist, tmp_path, capsys) -> None:
