@@ -522,7 +522,3 @@ def _set_blas_threads(worker: Any, threads: int) -> None:
 
     threadpool_limits(limits=threads, user_api="blas")  # for the rest of this actor process
 
-
-def threads_for(resources: dict[str, Any]) -> int:
-    """torch threads for an actor: its CPUs rounded up (at least one)."""
-    return max(1, math.ceil(float(resources.get("num_cpus", 1) or 1)))

@@ -117,9 +117,6 @@ def last_intact_updates(out_dir: Path, manifest: dict[str, Any], what: str = "th
     return last_updates(records)
 
 
-def last_intact_dirs(out_dir: Path, manifest: dict[str, Any], what: str = "the run") -> dict[str, Path]:
-    """Module name -> checkpoint directory of its last update (see :func:`last_intact_updates`)."""
-    return {name: update_dir(out_dir, rec) for name, rec in last_intact_updates(out_dir, manifest, what).items()}
 
 
 def load_state(directory: Path) -> dict[str, Any]:

@@ -194,8 +194,3 @@ def release_all() -> None:
         entry[0].release()
     _HELD.clear()
 
-
-def is_held(out_dir: str | os.PathLike[str]) -> bool:
-    """Whether this process holds the lock of ``out_dir``."""
-    entry = _HELD.get(Path(out_dir).resolve())
-    return entry is not None and entry[0].held
