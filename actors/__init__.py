@@ -12,7 +12,9 @@ inherit it.
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; measured in bench/bench.py --only speed
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # before torch loads OpenMP; measured in bench/bench.py --only speed
 
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +28,17 @@ if TYPE_CHECKING:
 # Loaded on first use (PEP 562), so that a process that needs only the mixture or the
 # Markov model (their Ray actors) does not import torch (~1.5 s of CPU at start-up).
 _WHERE = {
-    "GMMConfig": "actors.config", "MMConfig": "actors.config", "VAEConfig": "actors.config",
-    "GMM": "actors.gmm", "GMMWorker": "actors.gmm", "MarkovModel": "actors.mm", "MMWorker": "actors.mm",
-    "Module": "actors.module", "Observation": "actors.module", "VAE": "actors.vae", "VAEWorker": "actors.vae",
+    "GMMConfig": "actors.config",
+    "MMConfig": "actors.config",
+    "VAEConfig": "actors.config",
+    "GMM": "actors.gmm",
+    "GMMWorker": "actors.gmm",
+    "MarkovModel": "actors.mm",
+    "MMWorker": "actors.mm",
+    "Module": "actors.module",
+    "Observation": "actors.module",
+    "VAE": "actors.vae",
+    "VAEWorker": "actors.vae",
 }
 
 

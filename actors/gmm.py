@@ -41,7 +41,7 @@ class GMM(Module):
 
     def __init__(
         self,
-        K: int = 10,  # noqa: N803 - Serket's spelling
+        K: int = 10,
         itr: int | None = None,
         category: Any = None,
         name: str = "gmm",
@@ -67,7 +67,9 @@ class GMM(Module):
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
 
-    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
+    def worker_spec(
+        self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None
+    ) -> tuple[type, tuple[Any, ...]]:
         sequence = any(m.kind == "mm" for m in self.above)
         return GMMWorker, (self.config, name, above or name, below or name, seed, sequence)
 
@@ -116,7 +118,9 @@ class GMMWorker:
     (:func:`actors.mixture_moves.search`, ``mixture_moves``).
     """
 
-    def __init__(self, config: GMMConfig, name: str, above: str, below: str, seed: np.random.SeedSequence, sequence: bool = False) -> None:
+    def __init__(
+        self, config: GMMConfig, name: str, above: str, below: str, seed: np.random.SeedSequence, sequence: bool = False
+    ) -> None:
         self.config = config
         self.name, self.above, self.below = name, above, below
         self.sequence = bool(sequence)
@@ -135,7 +139,9 @@ class GMMWorker:
             if cfg.init_restarts == 1:
                 return labels
             if self.sequence:
-                fit = sequence_core.chain_fit(x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations, lengths)
+                fit = sequence_core.chain_fit(
+                    x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations, lengths
+                )
                 score, labels = fit.log_likelihood, np.argmax(fit.posterior, axis=1)
             else:
                 score = mixture_moves.log_marginal(x, labels, k, prior, cfg.weight_concentration)
@@ -147,10 +153,16 @@ class GMMWorker:
     def _prior(self, xs: np.ndarray) -> gmm_core.NIWPrior:
         """The NIW prior of this update, from the config and the latents (N, d)."""
         cfg = self.config
-        return gmm_core.mixture_prior(xs, cfg.prior_kappa, cfg.prior_scale, cfg.covariance_strength, cfg.prior_covariance)
+        return gmm_core.mixture_prior(
+            xs, cfg.prior_kappa, cfg.prior_scale, cfg.covariance_strength, cfg.prior_covariance
+        )
 
     def _sequence_step(
-        self, xs: np.ndarray, prior: gmm_core.NIWPrior, log_bias: np.ndarray | None, lengths: np.ndarray | None = None,
+        self,
+        xs: np.ndarray,
+        prior: gmm_core.NIWPrior,
+        log_bias: np.ndarray | None,
+        lengths: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, list[str], sequence_core.ChainPrior | None]:
         """Split/merge search and the chain prior for the sweeps, each sequence of ``lengths`` on its own.
 
@@ -168,8 +180,17 @@ class GMMWorker:
         moves: list[str] = []
         if cfg.sequence_moves > 0:
             found = sequence_core.search(
-                xs, self.labels, k, prior, self.rng, alpha=cfg.chain_alpha, max_moves=cfg.sequence_moves,
-                n_best=cfg.move_candidates, min_gain=cfg.move_min_gain, em_iterations=cfg.chain_em_iterations, lengths=lengths,
+                xs,
+                self.labels,
+                k,
+                prior,
+                self.rng,
+                alpha=cfg.chain_alpha,
+                max_moves=cfg.sequence_moves,
+                n_best=cfg.move_candidates,
+                min_gain=cfg.move_min_gain,
+                em_iterations=cfg.chain_em_iterations,
+                lengths=lengths,
                 mixture_candidates=cfg.joint_mixture_candidates,
             )
             moves = found.moves
@@ -183,7 +204,9 @@ class GMMWorker:
         chain = sequence_core.ChainPrior(xs, prior, trans, cfg.chain_alpha, lengths) if cfg.chain_refresh > 0 else None
         return log_bias, moves, chain
 
-    def update(self, round: int, latents: Latents | ObservationData, class_prior: ClassPrior | None = None) -> tuple[ClassPosteriors, PriorMeans, dict[str, Any]]:
+    def update(
+        self, round: int, latents: Latents | ObservationData, class_prior: ClassPrior | None = None
+    ) -> tuple[ClassPosteriors, PriorMeans, dict[str, Any]]:
         """Run ``n_sweeps`` Gibbs sweeps with the MM's message as a per-point prior.
 
         Returns
@@ -216,26 +239,63 @@ class GMMWorker:
             log_bias, moves, chain = self._sequence_step(xs, prior, log_bias, lengths)
         elif self.config.mixture_moves > 0:
             found = mixture_moves.search(
-                xs, self.labels, k, prior, self.rng, concentration=self.config.weight_concentration,
-                max_moves=self.config.mixture_moves, n_best=self.config.mixture_move_candidates, min_gain=self.config.mixture_min_gain,
+                xs,
+                self.labels,
+                k,
+                prior,
+                self.rng,
+                concentration=self.config.weight_concentration,
+                max_moves=self.config.mixture_moves,
+                n_best=self.config.mixture_move_candidates,
+                min_gain=self.config.mixture_min_gain,
             )
             self.labels, moves = found.labels, found.moves
         res = gmm_core.gibbs_sweeps(
-            xs, self.labels, k, prior, self.rng, self.config.n_sweeps, log_bias,
-            self.config.weight_concentration, refresh=chain, refresh_every=self.config.chain_refresh,
+            xs,
+            self.labels,
+            k,
+            prior,
+            self.rng,
+            self.config.n_sweeps,
+            log_bias,
+            self.config.weight_concentration,
+            refresh=chain,
+            refresh_every=self.config.chain_refresh,
         )
         self.labels = res.labels
         class_means = res.class_means * spread + centre
         assigned = np.argmax(res.probs, axis=1)
         seconds = time.perf_counter() - start
-        log.info("%s round %d: %d sweeps, %d moves, sizes %s, %.3f s", self.name, round, self.config.n_sweeps, len(moves), res.counts.astype(int).tolist(), seconds)
+        log.info(
+            "%s round %d: %d sweeps, %d moves, sizes %s, %.3f s",
+            self.name,
+            round,
+            self.config.n_sweeps,
+            len(moves),
+            res.counts.astype(int).tolist(),
+            seconds,
+        )
         for move in moves:
             log.info("%s round %d: move %s", self.name, round, move)
-        post = ClassPosteriors(sender=self.name, receiver=self.above, round=round, probs=res.probs, log_likelihood=res.log_likelihood, lengths=lengths)
-        means = PriorMeans(sender=self.name, receiver=self.below, round=round, means=class_means[assigned], lengths=lengths)
+        post = ClassPosteriors(
+            sender=self.name,
+            receiver=self.above,
+            round=round,
+            probs=res.probs,
+            log_likelihood=res.log_likelihood,
+            lengths=lengths,
+        )
+        means = PriorMeans(
+            sender=self.name, receiver=self.below, round=round, means=class_means[assigned], lengths=lengths
+        )
         report = {
-            "labels": res.labels, "class_means": class_means, "counts": res.counts, "weights": res.weights,
-            "covariances": res.covariances * np.outer(spread, spread)[None], "seconds": seconds, "moves": moves,
+            "labels": res.labels,
+            "class_means": class_means,
+            "counts": res.counts,
+            "weights": res.weights,
+            "covariances": res.covariances * np.outer(spread, spread)[None],
+            "seconds": seconds,
+            "moves": moves,
         }
         return post, means, report
 

@@ -82,7 +82,11 @@ def data_covariance(x: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
 
 
 def mixture_prior(
-    x: np.ndarray, kappa: float, scale: float, strength: float, relative_to: str = "identity",
+    x: np.ndarray,
+    kappa: float,
+    scale: float,
+    strength: float,
+    relative_to: str = "identity",
 ) -> NIWPrior:
     """NIW prior whose class covariances have prior mean ``scale * C``, backed by ``strength`` pseudo-points.
 
@@ -111,7 +115,9 @@ def mixture_prior(
     """
     d = x.shape[1]
     base = data_covariance(x) if relative_to == "data" else np.eye(d)
-    return NIWPrior(mean=x.mean(axis=0), kappa=float(kappa), dof=float(d + 1.0 + strength), scale=base * float(scale * strength))
+    return NIWPrior(
+        mean=x.mean(axis=0), kappa=float(kappa), dof=float(d + 1.0 + strength), scale=base * float(scale * strength)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +177,9 @@ def class_posterior(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: NI
     return _niw_update(prior, counts, sums, xbar, scatter)
 
 
-def _niw_update(prior: NIWPrior, counts: np.ndarray, sums: np.ndarray, xbar: np.ndarray, scatter: np.ndarray) -> ClassPosterior:
+def _niw_update(
+    prior: NIWPrior, counts: np.ndarray, sums: np.ndarray, xbar: np.ndarray, scatter: np.ndarray
+) -> ClassPosterior:
     """Conjugate NIW update from per-class counts (K,), sums and means (K, d) and scatters (K, d, d)."""
     d = xbar.shape[1]
     kappa_n = prior.kappa + counts

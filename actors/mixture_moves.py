@@ -56,8 +56,10 @@ def class_log_marginal(post: gmm_core.ClassPosterior, prior: gmm_core.NIWPrior) 
     _, logdet_n = np.linalg.slogdet(post.scale)
     return (
         -0.5 * post.counts * d * _LOG_PI
-        + multigammaln(0.5 * post.dof, d) - multigammaln(0.5 * prior.dof, d)
-        + 0.5 * prior.dof * logdet0 - 0.5 * post.dof * logdet_n
+        + multigammaln(0.5 * post.dof, d)
+        - multigammaln(0.5 * prior.dof, d)
+        + 0.5 * prior.dof * logdet0
+        - 0.5 * post.dof * logdet_n
         + 0.5 * d * (np.log(prior.kappa) - np.log(post.kappa))
     )
 
@@ -66,12 +68,15 @@ def weights_log_marginal(counts: np.ndarray, concentration: float) -> float:
     """log p(z) of labels with class counts (K,) under a symmetric Dirichlet(concentration) on the weights."""
     k, n = counts.shape[0], counts.sum()
     return float(
-        gammaln(k * concentration) - gammaln(n + k * concentration)
+        gammaln(k * concentration)
+        - gammaln(n + k * concentration)
         + (gammaln(counts + concentration) - gammaln(concentration)).sum()
     )
 
 
-def log_marginal(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, concentration: float) -> float:
+def log_marginal(
+    x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, concentration: float
+) -> float:
     """log p(X, z): the partition's marginal likelihood.
 
     Parameters
@@ -89,7 +94,9 @@ def log_marginal(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_c
 
 def _group_log_marginal(x: np.ndarray, prior: gmm_core.NIWPrior) -> float:
     """log p(x) of one group of points (n, d) as a single class."""
-    return float(class_log_marginal(gmm_core.class_posterior(x, np.zeros(x.shape[0], dtype=np.int64), 1, prior), prior)[0])
+    return float(
+        class_log_marginal(gmm_core.class_posterior(x, np.zeros(x.shape[0], dtype=np.int64), 1, prior), prior)[0]
+    )
 
 
 def polish(
@@ -147,7 +154,13 @@ class MoveSearch:
 
 
 def candidates(
-    x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, rng: np.random.Generator, n_best: int, min_size: int,
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    rng: np.random.Generator,
+    n_best: int,
+    min_size: int,
 ) -> list[tuple[float, int, int, int, np.ndarray]]:
     """The ``n_best`` (score, i, j, s, side of s's points) merge-and-split moves of highest separable gain."""
     members = [np.flatnonzero(labels == j) for j in range(n_classes)]
@@ -157,7 +170,11 @@ def candidates(
         if len(members[s]) >= 2 * min_size:
             side = gmm_core.split_in_two(x[members[s]], rng, n_iter=20)
             if min(side.sum(), (~side).sum()) >= min_size:
-                gain = _group_log_marginal(x[members[s][side]], prior) + _group_log_marginal(x[members[s][~side]], prior) - own[s]
+                gain = (
+                    _group_log_marginal(x[members[s][side]], prior)
+                    + _group_log_marginal(x[members[s][~side]], prior)
+                    - own[s]
+                )
                 splits[s] = (gain, side)
     found = []
     for i in range(n_classes):

@@ -48,7 +48,9 @@ class MarkovModel(Module):
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
 
-    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
+    def worker_spec(
+        self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None
+    ) -> tuple[type, tuple[Any, ...]]:
         return MMWorker, (self.config, name, below or name, seed)
 
     def inbox_sources(self) -> dict[str, tuple[Module, int]]:
@@ -128,7 +130,11 @@ class MMWorker:
         return prior, report
 
     def _baum_welch(
-        self, log_em: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None, lengths: np.ndarray | None = None,
+        self,
+        log_em: np.ndarray,
+        trans: np.ndarray,
+        initial: np.ndarray | None = None,
+        lengths: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, mm_core.ForwardBackward, int]:
         """Re-estimate the transitions with the emissions fixed.
 
@@ -150,7 +156,11 @@ class MMWorker:
         cfg = self.config
         fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
         if self.transitions is not None and self.transitions.shape == trans.shape:
-            warm_initial = self.initial if initial is not None and self.initial is not None and self.initial.shape == initial.shape else initial
+            warm_initial = (
+                self.initial
+                if initial is not None and self.initial is not None and self.initial.shape == initial.shape
+                else initial
+            )
             warm = mm_core.forward_backward(log_em, self.transitions, warm_initial, lengths=lengths)
             if warm.log_likelihood >= fb.log_likelihood:
                 trans, initial, fb = self.transitions, warm_initial, warm

@@ -118,7 +118,9 @@ def expected_counts(probs: np.ndarray, lengths: np.ndarray | None = None) -> np.
     return probs[:-1][within].T @ probs[1:][within]
 
 
-def sampled_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator, lengths: np.ndarray | None = None) -> np.ndarray:
+def sampled_counts(
+    probs: np.ndarray, n_samples: int, rng: np.random.Generator, lengths: np.ndarray | None = None
+) -> np.ndarray:
     """Transition counts from ``n_samples`` joint draws of every point's class.
 
     Each draw picks a class per point by inverting the *cumulative* posterior
@@ -145,7 +147,10 @@ def sampled_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator, 
 
 
 def one_step_message(
-    probs: np.ndarray, trans: np.ndarray, lengths: np.ndarray | None = None, initial: np.ndarray | None = None,
+    probs: np.ndarray,
+    trans: np.ndarray,
+    lengths: np.ndarray | None = None,
+    initial: np.ndarray | None = None,
 ) -> np.ndarray:
     """Serket's message: msg_t = p_{t-1} T; the first point of a sequence gets ``initial``.
 
@@ -323,14 +328,19 @@ def forward_backward(
 
 
 def forward_backward_reference(
-    log_emission: np.ndarray, trans: np.ndarray, initial: np.ndarray | None = None, lengths: np.ndarray | None = None,
+    log_emission: np.ndarray,
+    trans: np.ndarray,
+    initial: np.ndarray | None = None,
+    lengths: np.ndarray | None = None,
 ) -> ForwardBackward:
     """Plain sequential log-space forward-backward, one sequence at a time; slow, used as a test reference."""
     if lengths is not None:
         parts = [_reference_one(x, trans, initial) for x in np.split(log_emission, np.cumsum(lengths)[:-1])]
         return ForwardBackward(
-            np.vstack([p.prior for p in parts]), np.vstack([p.posterior for p in parts]),
-            sum(p.pair_counts for p in parts), float(sum(p.log_likelihood for p in parts)),
+            np.vstack([p.prior for p in parts]),
+            np.vstack([p.posterior for p in parts]),
+            sum(p.pair_counts for p in parts),
+            float(sum(p.log_likelihood for p in parts)),
         )
     return _reference_one(log_emission, trans, initial)
 

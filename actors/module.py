@@ -90,11 +90,20 @@ class Module:
         """JSON-ready configuration, recorded in ``run.json``."""
         return {}
 
-    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
+    def worker_spec(
+        self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None
+    ) -> tuple[type, tuple[Any, ...]]:
         """The plain (Ray-free) worker class computing this module's updates and its arguments."""
         raise NotImplementedError
 
-    def make_worker(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None = None) -> Any:
+    def make_worker(
+        self,
+        name: str,
+        above: str | None,
+        below: str | None,
+        seed: np.random.SeedSequence,
+        num_threads: int | None = None,
+    ) -> Any:
         """Build the worker in this process (tests, benchmarks)."""
         cls, args = self.worker_spec(name, above, below, seed, num_threads)
         return cls(*args)
@@ -140,7 +149,9 @@ class Observation(Module):
         super().__init__(name)
         if is_sequence_list(data):
             if lengths is not None:
-                raise DataError("give the sequences as a list or as data with lengths, not both (got a list of arrays and lengths)")
+                raise DataError(
+                    "give the sequences as a list or as data with lengths, not both (got a list of arrays and lengths)"
+                )
             data, lengths = stack_sequences(data, "data")
         self.data = as_data_matrix(data, "data")
         self.lengths = as_lengths(lengths, int(self.data.shape[0]), "lengths", DataError)
@@ -151,7 +162,11 @@ class Observation(Module):
 
 def is_sequence_list(value: Any) -> bool:
     """Whether ``value`` is a non-empty list or tuple of numpy arrays with two or more dimensions (sequences)."""
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, np.ndarray) and v.ndim >= 2 for v in value)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, np.ndarray) and v.ndim >= 2 for v in value)
+    )
 
 
 def stack_sequences(sequences: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +183,9 @@ def stack_sequences(sequences: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{what} sequence {i} should hold at least one point, got shape {seq.shape}")
         mat = as_data_matrix(seq, f"{what} sequence {i}")
         if mats and mat.shape[1] != mats[0].shape[1]:
-            raise DataError(f"{what} sequence {i} should have {mats[0].shape[1]} features like sequence 0, got {mat.shape[1]}")
+            raise DataError(
+                f"{what} sequence {i} should have {mats[0].shape[1]} features like sequence 0, got {mat.shape[1]}"
+            )
         mats.append(mat)
     dtype = np.result_type(*[m.dtype for m in mats])
     return np.concatenate(mats).astype(dtype, copy=False), np.array([m.shape[0] for m in mats], dtype=np.int64)
@@ -200,7 +217,9 @@ def as_data_matrix(value: Any, what: str) -> np.ndarray:
     finite = np.isfinite(arr)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
-        raise DataError(f"{what} should be finite, got {int((~finite).sum())} NaN or infinite values (first in row {row})")
+        raise DataError(
+            f"{what} should be finite, got {int((~finite).sum())} NaN or infinite values (first in row {row})"
+        )
     return arr
 
 
@@ -220,7 +239,9 @@ def as_labels(value: Any, n_points: int, what: str = "labels") -> np.ndarray:
         raise DataError(f"{what} should have {n_points} entries (one per data point), got {arr.shape[0]}")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
-            raise DataError(f"{what} should be integers, got non-integer values such as {arr[~np.isclose(arr, np.round(arr))][:1]}")
+            raise DataError(
+                f"{what} should be integers, got non-integer values such as {arr[~np.isclose(arr, np.round(arr))][:1]}"
+            )
     elif arr.dtype.kind not in "biu":
         raise DataError(f"{what} should be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)

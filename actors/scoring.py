@@ -86,7 +86,12 @@ def matched_transitions(learned: np.ndarray, classes: np.ndarray, labels: np.nda
     if learned.shape != (c, c) or c < n_labels:
         raise ValueError(f"learned transitions should have shape (C, C) with C >= {n_labels}, got {learned.shape}")
     classes, labels = np.asarray(classes), np.asarray(labels)
-    if classes.shape != labels.shape or classes.max() >= c or labels.max() >= n_labels or min(classes.min(), labels.min()) < 0:
+    if (
+        classes.shape != labels.shape
+        or classes.max() >= c
+        or labels.max() >= n_labels
+        or min(classes.min(), labels.min()) < 0
+    ):
         raise ValueError(f"classes should be in [0, {c}) and labels in [0, {n_labels}), one per point")
     cm = np.zeros((c, n_labels), dtype=np.int64)
     np.add.at(cm, (classes, labels), 1)

@@ -115,7 +115,12 @@ class Move:
 
 
 def propose_moves(
-    labels: np.ndarray, probs: np.ndarray, rng: np.random.Generator, n_best: int = 3, min_size: int = 4, lengths: np.ndarray | None = None,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    rng: np.random.Generator,
+    n_best: int = 3,
+    min_size: int = 4,
+    lengths: np.ndarray | None = None,
 ) -> list[Move]:
     """The ``n_best`` repartitions and ``n_best`` merge-and-splits that explain most context.
 
@@ -202,7 +207,12 @@ def emission_log_likelihood(x: np.ndarray, weights: np.ndarray, prior: gmm_core.
 
 
 def chain_fit(
-    x: np.ndarray, weights: np.ndarray, prior: gmm_core.NIWPrior, alpha: float, n_iter: int, lengths: np.ndarray | None = None,
+    x: np.ndarray,
+    weights: np.ndarray,
+    prior: gmm_core.NIWPrior,
+    alpha: float,
+    n_iter: int,
+    lengths: np.ndarray | None = None,
 ) -> ChainFit:
     """Fit emissions and transitions by ``n_iter`` EM iterations from ``weights``.
 
@@ -322,7 +332,12 @@ def search(
 
 
 def mixture_proposals(
-    x: np.ndarray, labels: np.ndarray, n_classes: int, prior: gmm_core.NIWPrior, rng: np.random.Generator, n_best: int,
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    rng: np.random.Generator,
+    n_best: int,
     lengths: np.ndarray | None = None,
 ) -> list[Move]:
     """The ``n_best`` merge-and-split moves of :func:`actors.mixture_moves.candidates` as :class:`Move` s.
@@ -365,7 +380,12 @@ class ChainPrior:
     """
 
     def __init__(
-        self, x: np.ndarray, prior: gmm_core.NIWPrior, transitions: np.ndarray, alpha: float, lengths: np.ndarray | None = None,
+        self,
+        x: np.ndarray,
+        prior: gmm_core.NIWPrior,
+        transitions: np.ndarray,
+        alpha: float,
+        lengths: np.ndarray | None = None,
     ) -> None:
         self.x, self.prior, self.alpha = x, prior, alpha
         self.transitions = transitions
@@ -378,7 +398,12 @@ class ChainPrior:
         means, prec_chol = gmm_core.point_estimate(post)
         if self.lengths is not None and self.initial is None:
             self.initial = mm_core.initial_distribution(np.eye(k)[labels], self.lengths, self.alpha)
-        fb = mm_core.forward_backward(gmm_core.gaussian_log_likelihood(self.x, means, prec_chol), self.transitions, self.initial, lengths=self.lengths)
+        fb = mm_core.forward_backward(
+            gmm_core.gaussian_log_likelihood(self.x, means, prec_chol),
+            self.transitions,
+            self.initial,
+            lengths=self.lengths,
+        )
         self.transitions = mm_core.transition_matrix(fb.pair_counts, self.alpha)
         self.initial = mm_core.initial_distribution(fb.posterior, self.lengths, self.alpha)
         with np.errstate(divide="ignore"):

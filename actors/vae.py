@@ -54,8 +54,8 @@ class VAE(Module):
         latent_dim: int = 18,
         itr: int | None = None,
         batch_size: int = 500,
-        KL_weight: float | None = None,  # noqa: N803 - Serket's spelling
-        RE: str | None = None,  # noqa: N803
+        KL_weight: float | None = None,
+        RE: str | None = None,
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
         name: str = "vae",
@@ -91,8 +91,19 @@ class VAE(Module):
         out["custom_decoder"] = self.decoder is not None
         return out
 
-    def worker_spec(self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None) -> tuple[type, tuple[Any, ...]]:
-        return VAEWorker, (self.config, name, above or name, below or name, seed, self.encoder, self.decoder, num_threads)
+    def worker_spec(
+        self, name: str, above: str | None, below: str | None, seed: np.random.SeedSequence, num_threads: int | None
+    ) -> tuple[type, tuple[Any, ...]]:
+        return VAEWorker, (
+            self.config,
+            name,
+            above or name,
+            below or name,
+            seed,
+            self.encoder,
+            self.decoder,
+            num_threads,
+        )
 
     def inbox_sources(self) -> dict[str, tuple[Module, int]]:
         sources: dict[str, tuple[Module, int]] = {"data": (self.below[0], 0)}
@@ -107,7 +118,10 @@ class VAE(Module):
         report = outputs["report"]
         np.savetxt(directory / "loss.txt", report["loss"])
         np.savetxt(directory / f"z_{self.mode}.txt", outputs["latents"].z)
-        return {"final_loss": float(report["loss"][-1]) if len(report["loss"]) else None, "precision": report.get("precision")}
+        return {
+            "final_loss": float(report["loss"][-1]) if len(report["loss"]) else None,
+            "precision": report.get("precision"),
+        }
 
 
 class VAEWorker:
@@ -145,7 +159,9 @@ class VAEWorker:
         self.custom = (encoder, decoder)
         want_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
         if config.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device should be a visible CUDA GPU for device='cuda', got none (torch.cuda.is_available() is False)")
+            raise ConfigError(
+                "device should be a visible CUDA GPU for device='cuda', got none (torch.cuda.is_available() is False)"
+            )
         self.device = torch.device("cuda" if want_cuda else "cpu")
         self.precision = vae_core.resolve_precision(config.precision, self.device)
         self.net: vae_core.VAENet | None = None
@@ -155,7 +171,13 @@ class VAEWorker:
         # Progress of the update in flight: passed to on_epoch in-process, pushed to a
         # sink actor on Ray (at most every PUSH_INTERVAL s).  Training stays on the
         # actor's main thread: torch runs ~1.6x slower on any other thread here.
-        self._progress: dict[str, Any] = {"round": None, "epoch": 0, "epochs": config.epochs, "loss": None, "seconds": 0.0}
+        self._progress: dict[str, Any] = {
+            "round": None,
+            "epoch": 0,
+            "epochs": config.epochs,
+            "loss": None,
+            "seconds": 0.0,
+        }
         self._started = self._pushed = time.perf_counter()
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None
         self._sink: Any = None
@@ -188,8 +210,16 @@ class VAEWorker:
     def _build_networks(self, input_dim: int, torch_seed: int = 0) -> None:
         encoder, decoder = self.custom
         init = torch.Generator(device="cpu").manual_seed(torch_seed)  # weight init from the module's own stream
-        enc = encoder if encoder is not None else _seeded(lambda: vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden), init)
-        dec = decoder if decoder is not None else _seeded(lambda: vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden), init)
+        enc = (
+            encoder
+            if encoder is not None
+            else _seeded(lambda: vae_core.Encoder(input_dim, self.config.latent_dim, self.config.hidden), init)
+        )
+        dec = (
+            decoder
+            if decoder is not None
+            else _seeded(lambda: vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden), init)
+        )
         self.net = vae_core.VAENet(enc, dec).to(self.device)
         self.optimizer = vae_core.make_optimizer(self.net.parameters(), self.config.learning_rate)
 
@@ -201,7 +231,9 @@ class VAEWorker:
             self._data_key = key
         return self._data
 
-    def update(self, round: int, data: ObservationData, prior_means: PriorMeans | None = None) -> tuple[Latents, Reconstruction, dict[str, Any]]:
+    def update(
+        self, round: int, data: ObservationData, prior_means: PriorMeans | None = None
+    ) -> tuple[Latents, Reconstruction, dict[str, Any]]:
         """Train ``epochs`` epochs and encode every point.
 
         Returns
@@ -222,15 +254,45 @@ class VAEWorker:
         else:
             mu = torch.as_tensor(np.asarray(prior_means.means, dtype=np.float32), device=self.device)
         losses = vae_core.train_epochs(
-            self.net, self.optimizer, x, mu, self.config.epochs, min(self.config.batch_size, n),
-            self.config.kl_weight, self.config.reconstruction, self.generator, self._epoch_done, self.precision,
+            self.net,
+            self.optimizer,
+            x,
+            mu,
+            self.config.epochs,
+            min(self.config.batch_size, n),
+            self.config.kl_weight,
+            self.config.reconstruction,
+            self.generator,
+            self._epoch_done,
+            self.precision,
         )
         enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
         seconds = time.perf_counter() - start
-        log.info("%s round %d: %d epochs on %s in %s, loss %.3f, %.2f s", self.name, round, self.config.epochs, self.device, self.precision, losses[-1], seconds)
+        log.info(
+            "%s round %d: %d epochs on %s in %s, loss %.3f, %.2f s",
+            self.name,
+            round,
+            self.config.epochs,
+            self.device,
+            self.precision,
+            losses[-1],
+            seconds,
+        )
         latents = Latents(sender=self.name, receiver=self.above, round=round, z=enc.z, lengths=data.lengths)
-        recon = Reconstruction(sender=self.name, receiver=self.below, round=round, x_hat=enc.x_hat.astype(np.float32), lengths=data.lengths)
-        return latents, recon, {"loss": losses, "log_var": enc.log_var, "seconds": seconds, "device": str(self.device), "precision": self.precision}
+        recon = Reconstruction(
+            sender=self.name, receiver=self.below, round=round, x_hat=enc.x_hat.astype(np.float32), lengths=data.lengths
+        )
+        return (
+            latents,
+            recon,
+            {
+                "loss": losses,
+                "log_var": enc.log_var,
+                "seconds": seconds,
+                "device": str(self.device),
+                "precision": self.precision,
+            },
+        )
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue: RNG states and the weights file."""

@@ -28,12 +28,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist_seq3000.npz")
+DEFAULT_NPZ = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist_seq3000.npz"
+)
 
 
 def bare_rounds(
-    data: np.ndarray, rounds: int = 5, epochs: int = 200, batch_size: int = 500, latent: int = 18,
-    threads: int | None = None, seed: int = 0, tricks: bool = False, precision: str = "fp32",
+    data: np.ndarray,
+    rounds: int = 5,
+    epochs: int = 200,
+    batch_size: int = 500,
+    latent: int = 18,
+    threads: int | None = None,
+    seed: int = 0,
+    tricks: bool = False,
+    precision: str = "fp32",
 ) -> list[float]:
     """Seconds of each round (``epochs`` epochs of VAE training plus one encode), in a plain loop.
 
@@ -89,7 +98,14 @@ def bare_rounds(
     return out
 
 
-def bare_round(data: np.ndarray, epochs: int = 200, batch_size: int = 500, latent: int = 18, threads: int | None = None, seed: int = 0) -> float:
+def bare_round(
+    data: np.ndarray,
+    epochs: int = 200,
+    batch_size: int = 500,
+    latent: int = 18,
+    threads: int | None = None,
+    seed: int = 0,
+) -> float:
     """Seconds of one naive round (kept for bench/scaling.py and older callers)."""
     return bare_rounds(data, 1, epochs, batch_size, latent, threads, seed)[0]
 
@@ -100,22 +116,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--tricks", action="store_true", help="the adopted tricks: one gather per epoch, fused Adam, --precision")
+    parser.add_argument(
+        "--tricks", action="store_true", help="the adopted tricks: one gather per epoch, fused Adam, --precision"
+    )
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     t0 = time.perf_counter()
     with np.load(args.npz) as f:
         images = f["images"] / 255.0
-    rounds = bare_rounds(images, args.rounds, args.epochs, threads=args.threads, tricks=args.tricks, precision=args.precision)
-    row = {"tricks": args.tricks, "precision": args.precision, "threads": torch.get_num_threads(), "rounds_s": [round(r, 3) for r in rounds],
-           "train_s": round(sum(rounds), 3), "process_s": round(time.perf_counter() - t0, 3),
-           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}
+    rounds = bare_rounds(
+        images, args.rounds, args.epochs, threads=args.threads, tricks=args.tricks, precision=args.precision
+    )
+    row = {
+        "tricks": args.tricks,
+        "precision": args.precision,
+        "threads": torch.get_num_threads(),
+        "rounds_s": [round(r, 3) for r in rounds],
+        "train_s": round(sum(rounds), 3),
+        "process_s": round(time.perf_counter() - t0, 3),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+    }
     if args.json:
         print(json.dumps(row))
     else:
-        print(f"bare torch loop ({'tricks' if args.tricks else 'naive'}, {args.precision}, {row['threads']} threads): "
-              f"{row['train_s']:.2f} s for {args.rounds} x {args.epochs} epochs; rounds {row['rounds_s']}")
+        print(
+            f"bare torch loop ({'tricks' if args.tricks else 'naive'}, {args.precision}, {row['threads']} threads): "
+            f"{row['train_s']:.2f} s for {args.rounds} x {args.epochs} epochs; rounds {row['rounds_s']}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ against a bare torch loop timed in the same command, GMM/MM scaling in N, and th
     python bench/bench.py                       # everything (about 25 minutes on 2 cores)
     python bench/bench.py --only speed,scaling  # parts: accuracy, speed, scaling, chain
     python bench/bench.py --only chain --seeds 0-2  # random Markov chain over digits (not in the default)
-    python bench/bench.py --only chains         # every kind of chain x seed x variant, with hmmlearn's peer (bench/chains.py)
+    python bench/bench.py --only chains         # every chain kind x seed x variant, with hmmlearn (bench/chains.py)
     python bench/bench.py --seeds 0-1 --rounds 5
 
 Speed (``--only speed --repeats 3``, on a quiet machine): the bare fp32 loop, the bare loop with the
@@ -36,8 +36,12 @@ START_ENV = dict(os.environ)
 import chains  # noqa: E402
 
 ORIGINAL = {
-    "accuracy (VAE+GMM+MM)": 0.674, "accuracy (VAE+GMM)": 0.705, "whole run s": 1142.0,
-    "VAE s/round": 14.0, "GMM s/round": 210.0, "MM s/round": 4.0,
+    "accuracy (VAE+GMM+MM)": 0.674,
+    "accuracy (VAE+GMM)": 0.705,
+    "whole run s": 1142.0,
+    "VAE s/round": 14.0,
+    "GMM s/round": 210.0,
+    "MM s/round": 4.0,
 }
 DEFAULT_NPZ = HERE.parent.parent / "shared" / "data" / "mnist_seq3000.npz"
 
@@ -48,11 +52,15 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
         return d["images"] / 255.0, d["labels"].astype(np.int64)
 
 
-def build(images: np.ndarray, labels: np.ndarray, variant: str, epochs: int = 200, precision: str = "auto") -> list[Any]:
+def build(
+    images: np.ndarray, labels: np.ndarray, variant: str, epochs: int = 200, precision: str = "auto"
+) -> list[Any]:
     from orchestrator.recipe import TutorialRecipe
 
     message = "serket" if variant == "serket-message" else "forward-backward"
-    return TutorialRecipe(epochs=epochs, precision=precision, no_mm=variant == "no-mm", mm_message=message).build(images, labels)
+    return TutorialRecipe(epochs=epochs, precision=precision, no_mm=variant == "no-mm", mm_message=message).build(
+        images, labels
+    )
 
 
 def next_digit_mass(out: Path, labels: np.ndarray) -> float:
@@ -79,9 +87,19 @@ def part_accuracy(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         for seed in args.seeds:
             out = Path(args.workdir) / f"{variant}_s{seed}"
             t0 = time.perf_counter()
-            res = Orchestrator(build(images, labels, variant, args.epochs, args.precision), out, seed=seed, backend="local").run(args.rounds)
-            row = {"part": "accuracy", "variant": variant, "seed": seed, "precision": args.precision, "accuracy": res.accuracy,
-                   "final": res.final_accuracy, "seconds": round(time.perf_counter() - t0, 1), "per_round": res.seconds}
+            res = Orchestrator(
+                build(images, labels, variant, args.epochs, args.precision), out, seed=seed, backend="local"
+            ).run(args.rounds)
+            row = {
+                "part": "accuracy",
+                "variant": variant,
+                "seed": seed,
+                "precision": args.precision,
+                "accuracy": res.accuracy,
+                "final": res.final_accuracy,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "per_round": res.seconds,
+            }
             if variant != "no-mm":
                 row["min_next_digit_mass"] = round(next_digit_mass(out, labels), 3)
             rows.append(row)
@@ -98,10 +116,27 @@ def _child_env(wait_policy: str | None) -> dict[str, str]:
     return env
 
 
-def _bare(args: argparse.Namespace, tricks: bool, precision: str, wait_policy: str | None, epochs: int | None = None, rounds: int | None = None) -> dict[str, Any]:
+def _bare(
+    args: argparse.Namespace,
+    tricks: bool,
+    precision: str,
+    wait_policy: str | None,
+    epochs: int | None = None,
+    rounds: int | None = None,
+) -> dict[str, Any]:
     """One bare loop (bench/bare_vae.py) in its own clean process: no Ray, nothing else imported."""
-    cmd = [sys.executable, str(HERE / "bare_vae.py"), "--json", "--rounds", str(rounds or args.rounds), "--epochs", str(epochs or args.epochs),
-           "--precision", precision, *(["--tricks"] if tricks else [])]
+    cmd = [
+        sys.executable,
+        str(HERE / "bare_vae.py"),
+        "--json",
+        "--rounds",
+        str(rounds or args.rounds),
+        "--epochs",
+        str(epochs or args.epochs),
+        "--precision",
+        precision,
+        *(["--tricks"] if tricks else []),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_child_env(wait_policy))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -123,8 +158,27 @@ def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path) -> d
     Start-up: spawn until the first VAE update began (its line's arrival minus its
     seconds); shutdown: the last update's line until the process ended.
     """
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--data", str(data), "--labels", str(labels), "--out", str(out), "--overwrite",
-           "--rounds", str(args.rounds), "--epochs", str(args.epochs), "--seed", "0", "--precision", args.precision]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        "--data",
+        str(data),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--rounds",
+        str(args.rounds),
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        "0",
+        "--precision",
+        args.precision,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(None))
     update_lines: list[float] = []
@@ -142,9 +196,16 @@ def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path) -> d
     per_module: dict[str, list[float]] = {}
     for u in manifest["updates"]:
         per_module.setdefault(u["module"], []).append(round(u["seconds"], 3))
-    return {"whole_s": whole, "startup_s": update_lines[0] - first["seconds"], "shutdown_s": whole - update_lines[-1],
-            "accuracy": manifest["rounds"][-1].get("accuracy"), "per_module_s": per_module,
-            "precision": sorted({u["scalars"].get("precision") for u in manifest["updates"] if "precision" in u["scalars"]})}
+    return {
+        "whole_s": whole,
+        "startup_s": update_lines[0] - first["seconds"],
+        "shutdown_s": whole - update_lines[-1],
+        "accuracy": manifest["rounds"][-1].get("accuracy"),
+        "per_module_s": per_module,
+        "precision": sorted(
+            {u["scalars"].get("precision") for u in manifest["updates"] if "precision" in u["scalars"]}
+        ),
+    }
 
 
 def _stats(values: list[float], digits: int = 2) -> dict[str, float]:
@@ -154,7 +215,11 @@ def _stats(values: list[float], digits: int = 2) -> dict[str, float]:
 def _contention(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """The tricks loop (``--contention-epochs`` epochs) alone and beside a CPU hog, with the run's
     OpenMP wait policy (PASSIVE) and with OpenMP's default (spinning) one."""
-    row: dict[str, Any] = {"part": "speed", "what": f"bare tricks loop, {args.contention_epochs} epochs, beside a busy core (`python -c 'while True: pass'`)"}
+    row: dict[str, Any] = {
+        "part": "speed",
+        "what": f"bare tricks loop, {args.contention_epochs} epochs, "
+        "beside a busy core (`python -c 'while True: pass'`)",
+    }
     for policy in ("PASSIVE", None):
         alone = _bare(args, True, precision, policy, args.contention_epochs, 1)["train_s"]
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -164,7 +229,11 @@ def _contention(args: argparse.Namespace, precision: str) -> dict[str, Any]:
             hog.kill()
             hog.wait()
         name = policy or "unset"
-        row[f"{name}_alone_s"], row[f"{name}_beside_hog_s"], row[f"{name}_slowdown"] = round(alone, 2), round(busy, 2), round(busy / alone, 2)
+        row[f"{name}_alone_s"], row[f"{name}_beside_hog_s"], row[f"{name}_slowdown"] = (
+            round(alone, 2),
+            round(busy, 2),
+            round(busy / alone, 2),
+        )
     return row
 
 
@@ -185,30 +254,77 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         bare.append(_bare(args, False, "fp32", START_ENV.get("OMP_WAIT_POLICY")))
         tricks.append(_bare(args, True, precision, policy))
         runs.append(_cli_run(args, data, labels, workdir / "speed_cli"))
-        print(json.dumps({"part": "speed", "repeat": i, "bare_fp32_s": bare[-1]["train_s"], "bare_tricks_s": tricks[-1]["train_s"],
-                          "whole_run_s": round(runs[-1]["whole_s"], 2), "startup_s": round(runs[-1]["startup_s"], 2),
-                          "shutdown_s": round(runs[-1]["shutdown_s"], 2), "accuracy": runs[-1]["accuracy"]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "part": "speed",
+                    "repeat": i,
+                    "bare_fp32_s": bare[-1]["train_s"],
+                    "bare_tricks_s": tricks[-1]["train_s"],
+                    "whole_run_s": round(runs[-1]["whole_s"], 2),
+                    "startup_s": round(runs[-1]["startup_s"], 2),
+                    "shutdown_s": round(runs[-1]["shutdown_s"], 2),
+                    "accuracy": runs[-1]["accuracy"],
+                }
+            ),
+            flush=True,
+        )
     n = f"{args.rounds} x {args.epochs} epochs"
-    rows.append({"part": "speed", "what": f"bare fp32 loop, naive ({n}, batch 500), s", **_stats([b["train_s"] for b in bare])})
-    rows.append({"part": "speed", "what": f"bare loop with the adopted tricks ({precision}, OMP_WAIT_POLICY={policy}), s", **_stats([t["train_s"] for t in tricks])})
-    rows.append({"part": "speed", "what": "whole CLI run on text files, spawn to exit, s", **_stats([r["whole_s"] for r in runs]),
-                 "precision": runs[-1]["precision"], "accuracy": [r["accuracy"] for r in runs]})
-    rows.append({"part": "speed", "what": "whole run / bare fp32 (target <= 1.0)", **_stats([r["whole_s"] / b["train_s"] for r, b in zip(runs, bare)], 3)})
+    rows.append(
+        {"part": "speed", "what": f"bare fp32 loop, naive ({n}, batch 500), s", **_stats([b["train_s"] for b in bare])}
+    )
+    rows.append(
+        {
+            "part": "speed",
+            "what": f"bare loop with the adopted tricks ({precision}, OMP_WAIT_POLICY={policy}), s",
+            **_stats([t["train_s"] for t in tricks]),
+        }
+    )
+    rows.append(
+        {
+            "part": "speed",
+            "what": "whole CLI run on text files, spawn to exit, s",
+            **_stats([r["whole_s"] for r in runs]),
+            "precision": runs[-1]["precision"],
+            "accuracy": [r["accuracy"] for r in runs],
+        }
+    )
+    rows.append(
+        {
+            "part": "speed",
+            "what": "whole run / bare fp32 (target <= 1.0)",
+            **_stats([r["whole_s"] / b["train_s"] for r, b in zip(runs, bare)], 3),
+        }
+    )
     ratio_tricks = [r["whole_s"] / t["train_s"] for r, t in zip(runs, tricks)]
-    rows.append({"part": "speed", "what": "whole run / bare with the same tricks (target <= 1.3)", **_stats(ratio_tricks, 3)})
-    rows.append({"part": "speed", "what": "start-up (spawn to first VAE update), s", **_stats([r["startup_s"] for r in runs])})
-    rows.append({"part": "speed", "what": "shutdown (last update to exit), s", **_stats([r["shutdown_s"] for r in runs])})
+    rows.append(
+        {"part": "speed", "what": "whole run / bare with the same tricks (target <= 1.3)", **_stats(ratio_tricks, 3)}
+    )
+    rows.append(
+        {"part": "speed", "what": "start-up (spawn to first VAE update), s", **_stats([r["startup_s"] for r in runs])}
+    )
+    rows.append(
+        {"part": "speed", "what": "shutdown (last update to exit), s", **_stats([r["shutdown_s"] for r in runs])}
+    )
     for module in runs[-1]["per_module_s"]:
         per_round = [statistics.median(r["per_module_s"][module][k] for r in runs) for k in range(args.rounds)]
-        rows.append({"part": "speed", "what": f"{module} s per round (median over repeats; wall, with checkpoint)", "per_round_s": [round(x, 3) for x in per_round]})
-    for row in rows[-(7 + len(runs[-1]["per_module_s"])):]:
+        rows.append(
+            {
+                "part": "speed",
+                "what": f"{module} s per round (median over repeats; wall, with checkpoint)",
+                "per_round_s": [round(x, 3) for x in per_round],
+            }
+        )
+    for row in rows[-(7 + len(runs[-1]["per_module_s"])) :]:
         print(json.dumps(row), flush=True)
     if args.contention_epochs:
         rows.append(_contention(args, precision))
         print(json.dumps(rows[-1]), flush=True)
     out = workdir / "speed_cli"
     gmm_t, mm_t = _replay_gmm_mm(out, args.rounds)
-    rows.append({"part": "speed", "what": "GMM update replayed from the run's checkpoints, per round, s", "replayed_s": gmm_t})
+    rows.append(
+        {"part": "speed", "what": "GMM update replayed from the run's checkpoints, per round, s", "replayed_s": gmm_t}
+    )
     rows.append({"part": "speed", "what": "MM update replayed, per round, s", "replayed_s": mm_t})
     print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
 
@@ -265,17 +381,25 @@ def part_chain(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         empirical = seq.empirical_transitions()
         out = Path(args.workdir) / f"chain_s{seed}"
         t0 = time.perf_counter()
-        res = Orchestrator(build(seq.data, seq.labels, "full", args.epochs), out, seed=seed, backend="local").run(args.rounds)
+        res = Orchestrator(build(seq.data, seq.labels, "full", args.epochs), out, seed=seed, backend="local").run(
+            args.rounds
+        )
         classes = np.loadtxt(out / "module002_gmm" / "class_learn.txt", dtype=int)
         learned = np.loadtxt(out / "module003_mm" / "trans_prob_learn.txt")
         uniform = np.full((k, k), 1.0 / k)
-        row = {"part": "chain", "seed": seed, "accuracy": res.accuracy, "final": res.final_accuracy,
-               "tv_true": round(transition_distance(learned, classes, states, seq.transitions), 4),
-               "tv_empirical": round(transition_distance(learned, classes, states, empirical), 4),
-               "tv_empirical_to_true": round(transition_distance(empirical, states, states, seq.transitions), 4),
-               "tv_uniform_to_true": round(transition_distance(uniform, states, states, seq.transitions), 4),
-               "cluster_sizes": np.bincount(classes, minlength=k).tolist(), "n_reused": seq.n_reused,
-               "seconds": round(time.perf_counter() - t0, 1)}
+        row = {
+            "part": "chain",
+            "seed": seed,
+            "accuracy": res.accuracy,
+            "final": res.final_accuracy,
+            "tv_true": round(transition_distance(learned, classes, states, seq.transitions), 4),
+            "tv_empirical": round(transition_distance(learned, classes, states, empirical), 4),
+            "tv_empirical_to_true": round(transition_distance(empirical, states, states, seq.transitions), 4),
+            "tv_uniform_to_true": round(transition_distance(uniform, states, states, seq.transitions), 4),
+            "cluster_sizes": np.bincount(classes, minlength=k).tolist(),
+            "n_reused": seq.n_reused,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -291,7 +415,9 @@ rng = np.random.default_rng(0)
 centres = rng.normal(scale=4, size=(10, 18))
 z = centres[np.arange(n) % 10] + rng.normal(size=(n, 18))
 g = GMMWorker(GMMConfig(n_sweeps=sweeps, mixture_moves=0), "g", "m", "v", np.random.SeedSequence(0))
-t0 = time.perf_counter(); post, _, _ = g.update(0, Latents(sender="v", receiver="g", round=0, z=z)); tg = time.perf_counter() - t0
+t0 = time.perf_counter()
+post, _, _ = g.update(0, Latents(sender="v", receiver="g", round=0, z=z))
+tg = time.perf_counter() - t0
 m = MMWorker(MMConfig(), "m", "g", np.random.SeedSequence(0))
 t0 = time.perf_counter(); m.update(0, post); tm = time.perf_counter() - t0
 print(n, sweeps, tg, tm, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -301,10 +427,21 @@ print(n, sweeps, tg, tm, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 10
 def part_scaling(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """GMM and MM update time in N (synthetic latents, d=18, K=10), each size in a fresh process (peak memory)."""
     for n, sweeps in ((3_000, 100), (30_000, 20), (300_000, 5)):
-        out = subprocess.run([sys.executable, "-c", SCALING_CHILD, str(n), str(sweeps)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", SCALING_CHILD, str(n), str(sweeps)], capture_output=True, text=True, check=True
+        )
         _, _, tg, tm, rss = out.stdout.split()
-        rows.append({"part": "scaling", "N": n, "gmm_sweeps": sweeps, "gmm_s_per_sweep": round(float(tg) / sweeps, 4),
-                     "gmm_s_per_100_sweeps": round(float(tg) / sweeps * 100, 2), "mm_s": round(float(tm), 3), "peak_rss_MiB": round(float(rss))})
+        rows.append(
+            {
+                "part": "scaling",
+                "N": n,
+                "gmm_sweeps": sweeps,
+                "gmm_s_per_sweep": round(float(tg) / sweeps, 4),
+                "gmm_s_per_100_sweeps": round(float(tg) / sweeps * 100, 2),
+                "mm_s": round(float(tm), 3),
+                "peak_rss_MiB": round(float(rss)),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
 
@@ -318,24 +455,38 @@ def table(rows: list[dict[str, Any]]) -> str:
             secs = "; s/round " + ", ".join(f"{k.split('_')[1]} {v:.2f}" for k, v in r["per_round"][-1].items())
             lines.append(f"| accuracy | {r['variant']} seed {r['seed']} | per round {accs}{extra}{secs} |")
         elif r["part"] == "speed":
-            figs = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("part", "what", "per_round", "bare_all", "actor_all"))
+            figs = ", ".join(
+                f"{k} {v}" for k, v in r.items() if k not in ("part", "what", "per_round", "bare_all", "actor_all")
+            )
             lines.append(f"| speed | {r['what']} | {figs} |")
         elif r["part"] == "chain":
-            lines.append(f"| chain | seed {r['seed']} | accuracy {r['final']:.3f}; TV to true {r['tv_true']:.3f}, to empirical {r['tv_empirical']:.3f} "
-                         f"(empirical to true {r['tv_empirical_to_true']:.3f}, uniform to true {r['tv_uniform_to_true']:.3f}); {r['seconds']} s |")
+            lines.append(
+                f"| chain | seed {r['seed']} | accuracy {r['final']:.3f}; TV to true {r['tv_true']:.3f}, to "
+                f"empirical {r['tv_empirical']:.3f} "
+                f"(empirical to true {r['tv_empirical_to_true']:.3f}, uniform to true "
+                f"{r['tv_uniform_to_true']:.3f}); {r['seconds']} s |"
+            )
         else:
-            lines.append(f"| scaling | N={r['N']} | GMM {r['gmm_s_per_100_sweeps']} s/100 sweeps, MM {r['mm_s']} s, peak {r['peak_rss_MiB']} MiB |")
+            lines.append(
+                f"| scaling | N={r['N']} | GMM {r['gmm_s_per_100_sweeps']} s/100 sweeps, MM {r['mm_s']} s, peak "
+                f"{r['peak_rss_MiB']} MiB |"
+            )
     by_variant: dict[str, list[float]] = {}
     for r in rows:
         if r["part"] == "accuracy":
             by_variant.setdefault(r["variant"], []).append(r["final"])
     for v, accs in by_variant.items():
-        lines.append(f"| accuracy | {v}: mean over seeds | {statistics.mean(accs):.4f} (min {min(accs):.4f}, max {max(accs):.4f}, n={len(accs)}) |")
+        lines.append(
+            f"| accuracy | {v}: mean over seeds | {statistics.mean(accs):.4f} (min {min(accs):.4f}, max "
+            f"{max(accs):.4f}, n={len(accs)}) |"
+        )
     chain = [r for r in rows if r["part"] == "chain"]
     if chain:
         tv = [r["tv_true"] for r in chain]
-        lines.append(f"| chain | mean over seeds | TV to true {statistics.mean(tv):.3f} (max {max(tv):.3f}), "
-                     f"accuracy {statistics.mean(r['final'] for r in chain):.3f}, n={len(chain)} |")
+        lines.append(
+            f"| chain | mean over seeds | TV to true {statistics.mean(tv):.3f} (max {max(tv):.3f}), "
+            f"accuracy {statistics.mean(r['final'] for r in chain):.3f}, n={len(chain)} |"
+        )
     lines.append("| original | Serket, same machine | " + ", ".join(f"{k} {v}" for k, v in ORIGINAL.items()) + " |")
     return "\n".join(lines)
 
@@ -347,17 +498,43 @@ def main() -> None:
     parser.add_argument("--variants", default="full,no-mm,serket-message")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3, help="speed: runs of (bare fp32, bare tricks, CLI run), min and median printed")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="the VAE's precision (accuracy and speed parts)")
-    parser.add_argument("--contention-epochs", type=int, default=40, help="speed: epochs of the loop timed beside a CPU hog (0: skip)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="speed: runs of (bare fp32, bare tricks, CLI run), min and median printed",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="the VAE's precision (accuracy and speed parts)",
+    )
+    parser.add_argument(
+        "--contention-epochs", type=int, default=40, help="speed: epochs of the loop timed beside a CPU hog (0: skip)"
+    )
     parser.add_argument("--workdir", default="bench-out")
     parser.add_argument("--json-out", default=None)
-    parser.add_argument("--kinds", default="tutorial,random-chain,self-transitions,noisy-cycle,independent,short-cycles", help="chains: orders to run")
-    parser.add_argument("--chain-variants", default=",".join(chains.VARIANTS), help="chains: " + ", ".join(chains.VARIANTS))
-    parser.add_argument("--fixed-latents", action="store_true", help="chains: GMM+MM only, on the gmm run's first-round latents")
-    parser.add_argument("--gmm-per-order", action="store_true", help="chains: run VAE+GMM on every order instead of reindexing one run")
-    parser.add_argument("--threads", type=int, default=1, help="chains: torch threads of the VAE (1: runs side by side stay comparable)")
-    parser.add_argument("--rerun", action="store_true", help="chains: rerun the per-seed VAE+GMM run even if its outputs exist")
+    parser.add_argument(
+        "--kinds",
+        default="tutorial,random-chain,self-transitions,noisy-cycle,independent,short-cycles",
+        help="chains: orders to run",
+    )
+    parser.add_argument(
+        "--chain-variants", default=",".join(chains.VARIANTS), help="chains: " + ", ".join(chains.VARIANTS)
+    )
+    parser.add_argument(
+        "--fixed-latents", action="store_true", help="chains: GMM+MM only, on the gmm run's first-round latents"
+    )
+    parser.add_argument(
+        "--gmm-per-order", action="store_true", help="chains: run VAE+GMM on every order instead of reindexing one run"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="chains: torch threads of the VAE (1: runs side by side stay comparable)"
+    )
+    parser.add_argument(
+        "--rerun", action="store_true", help="chains: rerun the per-seed VAE+GMM run even if its outputs exist"
+    )
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
     args.seeds = list(range(int(lo), int(hi or lo) + 1))
@@ -366,7 +543,12 @@ def main() -> None:
     args.chain_variants = args.chain_variants.split(",")
     parts = args.only.split(",")
     rows: list[dict[str, Any]] = []
-    for name, fn in (("accuracy", part_accuracy), ("speed", part_speed), ("scaling", part_scaling), ("chain", part_chain)):
+    for name, fn in (
+        ("accuracy", part_accuracy),
+        ("speed", part_speed),
+        ("scaling", part_scaling),
+        ("chain", part_chain),
+    ):
         if name in parts:
             fn(args, rows)
     if "chains" in parts:

@@ -1,7 +1,8 @@
 """Every kind of chain: accuracy and learned transitions per chain kind, seed and variant, with a peer.
 
     python bench/bench.py --only chains                          # all kinds, seeds 0-4, all variants
-    python bench/bench.py --only chains --kinds self-transitions,independent --seeds 0 --chain-variants gmm,both,hmmlearn
+    python bench/bench.py --only chains --kinds self-transitions,independent --seeds 0 \
+        --chain-variants gmm,both,hmmlearn
     python bench/bench.py --only chains --fixed-latents          # GMM+MM only, on saved latents (seconds per run)
 
 Orders (:mod:`orchestrator.chain_kinds`, drawn with the seed) reorder the tutorial's images; ``tutorial``
@@ -60,7 +61,9 @@ def _gmm_options(variant: str) -> dict[str, Any]:
     return {}
 
 
-def hmm_peer(z: np.ndarray, lengths: np.ndarray | None, seed: int, n_states: int = 10, restarts: int = 5) -> tuple[np.ndarray, np.ndarray, float]:
+def hmm_peer(
+    z: np.ndarray, lengths: np.ndarray | None, seed: int, n_states: int = 10, restarts: int = 5
+) -> tuple[np.ndarray, np.ndarray, float]:
     """hmmlearn's GaussianHMM on latents (N, d): best of ``restarts`` EM fits by log-likelihood.
 
     Returns
@@ -87,13 +90,29 @@ def hmm_peer(z: np.ndarray, lengths: np.ndarray | None, seed: int, n_states: int
     return classes, best[1].transmat_, time.perf_counter() - t0
 
 
-def _score(kind: str, seed: int, variant: str, classes: np.ndarray, learned: np.ndarray | None, seq: Any, seconds: float, **extra: Any) -> dict[str, Any]:
+def _score(
+    kind: str,
+    seed: int,
+    variant: str,
+    classes: np.ndarray,
+    learned: np.ndarray | None,
+    seq: Any,
+    seconds: float,
+    **extra: Any,
+) -> dict[str, Any]:
     from actors.scoring import accuracy, transition_distance
 
     states = seq.states
-    row = {"part": "chains", "kind": kind, "seed": seed, "variant": variant, "accuracy": round(accuracy(classes, states), 4),
-           "tv": None if learned is None else round(transition_distance(learned, classes, states, seq.transitions), 4),
-           "seconds": round(seconds, 1), **extra}
+    row = {
+        "part": "chains",
+        "kind": kind,
+        "seed": seed,
+        "variant": variant,
+        "accuracy": round(accuracy(classes, states), 4),
+        "tv": None if learned is None else round(transition_distance(learned, classes, states, seq.transitions), 4),
+        "seconds": round(seconds, 1),
+        **extra,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -104,16 +123,26 @@ def _order(kind: str, images: np.ndarray, labels: np.ndarray, seed: int) -> Any:
 
     if kind == "tutorial":
         classes, states = np.unique(labels, return_inverse=True)
-        return ChainSequence(images, labels, np.arange(len(labels)), classes, empirical_transitions(states, len(classes)), 0)
+        return ChainSequence(
+            images, labels, np.arange(len(labels)), classes, empirical_transitions(states, len(classes)), 0
+        )
     return kind_sequence(kind, images, labels, np.random.default_rng(seed))
 
 
-def _full_run(seq: Any, variant: str, seed: int, args: argparse.Namespace, out: Path) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
+def _full_run(
+    seq: Any, variant: str, seed: int, args: argparse.Namespace, out: Path
+) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
     from orchestrator import Orchestrator
 
     t0 = time.perf_counter()
     resources = {"vae": {"num_cpus": args.threads}}  # torch threads of the VAE
-    res = Orchestrator(_modules(seq.data, seq.labels, seq.lengths, variant, args.epochs), out, seed=seed, backend="local", resources=resources).run(args.rounds)
+    res = Orchestrator(
+        _modules(seq.data, seq.labels, seq.lengths, variant, args.epochs),
+        out,
+        seed=seed,
+        backend="local",
+        resources=resources,
+    ).run(args.rounds)
     seconds = time.perf_counter() - t0
     classes = np.loadtxt(out / "module002_gmm" / "class_learn.txt", dtype=int)
     learned = None if variant == "gmm" else np.loadtxt(out / "module003_mm" / "trans_prob_learn.txt")
@@ -122,7 +151,9 @@ def _full_run(seq: Any, variant: str, seed: int, args: argparse.Namespace, out: 
     return classes, learned, seconds, {"gmm_mm_share_last_round": round(share, 3)}
 
 
-def _fixed_run(z: np.ndarray, seq: Any, variant: str, seed: int, rounds: int) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
+def _fixed_run(
+    z: np.ndarray, seq: Any, variant: str, seed: int, rounds: int
+) -> tuple[np.ndarray, np.ndarray | None, float, dict[str, Any]]:
     """GMM and MM workers for ``rounds`` rounds on fixed latents (N, d), in this process."""
     from actors.config import GMMConfig, MMConfig
     from actors.gmm import GMMWorker
@@ -168,14 +199,31 @@ def part_chains(args: argparse.Namespace, rows: list[dict[str, Any]], load_mnist
                 elif args.fixed_latents:
                     classes, learned, seconds, extra = _fixed_run(z_first[seq.indices], seq, variant, seed, args.rounds)
                 elif variant == "gmm" and not args.gmm_per_order:
-                    classes, learned, seconds, extra = base_classes[seq.indices], None, 0.0, {"run": "data's own order, reindexed"}
+                    classes, learned, seconds, extra = (
+                        base_classes[seq.indices],
+                        None,
+                        0.0,
+                        {"run": "data's own order, reindexed"},
+                    )
                 else:
                     classes, learned, seconds, extra = _full_run(seq, variant, seed, args, out)
-                rows.append(_score(kind, seed, variant, classes, learned, seq, seconds, fixed_latents=bool(args.fixed_latents), **extra))
+                rows.append(
+                    _score(
+                        kind,
+                        seed,
+                        variant,
+                        classes,
+                        learned,
+                        seq,
+                        seconds,
+                        fixed_latents=bool(args.fixed_latents),
+                        **extra,
+                    )
+                )
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Chain kind x seed x variant: accuracy, TV to the reference transitions, seconds; then means per kind and variant."""
+    """Chain kind x seed x variant: accuracy, TV to the reference transitions, seconds; then means per kind, variant."""
     chains = [r for r in rows if r["part"] == "chains"]
     if not chains:
         return ""
@@ -190,5 +238,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         accs = [r["accuracy"] for r in rs]
         tvs = [r["tv"] for r in rs if r["tv"] is not None]
         tv = f"mean {statistics.mean(tvs):.3f} max {max(tvs):.3f}" if tvs else ""
-        lines.append(f"| {kind} | all {len(rs)} | {variant} | mean {statistics.mean(accs):.3f} min {min(accs):.3f} | {tv} | |")
+        lines.append(
+            f"| {kind} | all {len(rs)} | {variant} | mean {statistics.mean(accs):.3f} min {min(accs):.3f} | {tv} | |"
+        )
     return "\n".join(lines)

@@ -106,12 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, env=env, check=True
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"N={n:>8}: GMM {row['gmm_seconds_per_sweep'] * 1e3:9.2f} ms/sweep  MM forward-backward {row['fb_seconds_per_pass'] * 1e3:9.2f} ms/pass  "
-              f"peak RSS {row['peak_rss_bytes'] / 2**20:7.1f} MiB  tracemalloc peak GMM {row['gmm_tracemalloc_peak_bytes'] / 2**20:7.1f} MiB, "
-              f"MM {row['fb_tracemalloc_peak_bytes'] / 2**20:7.1f} MiB", flush=True)
+        print(
+            f"N={n:>8}: GMM {row['gmm_seconds_per_sweep'] * 1e3:9.2f} ms/sweep  MM forward-backward "
+            f"{row['fb_seconds_per_pass'] * 1e3:9.2f} ms/pass  "
+            f"peak RSS {row['peak_rss_bytes'] / 2**20:7.1f} MiB  tracemalloc peak GMM "
+            f"{row['gmm_tracemalloc_peak_bytes'] / 2**20:7.1f} MiB, "
+            f"MM {row['fb_tracemalloc_peak_bytes'] / 2**20:7.1f} MiB",
+            flush=True,
+        )
     vae = {t: _vae_epoch(threads=t) for t in (1, 2)}
     print(f"VAE epoch on 3000 x 784 (batch 500): {vae[1]:.3f} s on 1 thread, {vae[2]:.3f} s on 2 threads", flush=True)
     big = rows[-1]
@@ -121,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         gmm_round = 100 * big["gmm_seconds_per_sweep"] * scale
         mm_round = 11 * big["fb_seconds_per_pass"] * scale
         vae_round = 200 * vae[1] * target / 3000
-        print(f"extrapolated to N={target}: GMM 100 sweeps {gmm_round:8.1f} s, MM 11 passes {mm_round:7.1f} s, "
-              f"VAE 200 epochs {vae_round:8.1f} s (1 thread) per round", flush=True)
+        print(
+            f"extrapolated to N={target}: GMM 100 sweeps {gmm_round:8.1f} s, MM 11 passes {mm_round:7.1f} s, "
+            f"VAE 200 epochs {vae_round:8.1f} s (1 thread) per round",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"rows": rows, "vae_epoch_seconds_3000x784": vae}, fh, indent=2)

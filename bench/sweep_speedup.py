@@ -94,14 +94,19 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     summary = {
         "cpus": os.cpu_count(),
-        "epochs": args.epochs, "rounds": args.rounds, "sweeps": args.sweeps, "repeats": args.repeats,
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "sweeps": args.sweeps,
+        "repeats": args.repeats,
         "seconds": {k: round(v, 2) for k, v in best.items()},
         "speedup_vs_sequential_same": round(best["sequential-same"] / best["concurrent"], 3),
         "speedup_vs_sequential_auto": round(best["sequential-auto"] / best["concurrent"], 3),
         "accuracy": accuracy,
     }
-    print(f"speed-up of 2 at once: {summary['speedup_vs_sequential_same']:.2f}x vs the same 2 one after the other "
-          f"(same resources), {summary['speedup_vs_sequential_auto']:.2f}x vs 2 plain runs with auto resources")
+    print(
+        f"speed-up of 2 at once: {summary['speedup_vs_sequential_same']:.2f}x vs the same 2 one after the other "
+        f"(same resources), {summary['speedup_vs_sequential_auto']:.2f}x vs 2 plain runs with auto resources"
+    )
     print("RESULT " + json.dumps(summary))
     return 0
 

@@ -59,9 +59,7 @@ def check_array(
     if value.ndim != ndim:
         raise MessageError(f"{name} should have {ndim} dimensions, got shape {value.shape}")
     if value.dtype.kind not in dtype_kind:
-        raise MessageError(
-            f"{name} should have a dtype of kind {dtype_kind!r}, got {value.dtype}"
-        )
+        raise MessageError(f"{name} should have a dtype of kind {dtype_kind!r}, got {value.dtype}")
     if rows is not None and value.shape[0] != rows:
         expected = (rows,) + value.shape[1:]
         raise MessageError(f"{name} should have shape {expected}, got {value.shape}")
@@ -76,7 +74,9 @@ def check_array(
     return value
 
 
-def as_lengths(value: Any, n_points: int, what: str = "lengths", error: type[Exception] = MessageError) -> np.ndarray | None:
+def as_lengths(
+    value: Any, n_points: int, what: str = "lengths", error: type[Exception] = MessageError
+) -> np.ndarray | None:
     """Validate sequence lengths (hmmlearn's convention) and return them in canonical form.
 
     Parameters
@@ -114,7 +114,9 @@ def as_lengths(value: Any, n_points: int, what: str = "lengths", error: type[Exc
     arr = arr.astype(np.int64)
     bad = np.flatnonzero(arr < 1)
     if bad.size:
-        raise error(f"{what} should be positive integers (one per sequence), got {int(arr[bad[0]])} at entry {int(bad[0])}")
+        raise error(
+            f"{what} should be positive integers (one per sequence), got {int(arr[bad[0]])} at entry {int(bad[0])}"
+        )
     total = int(arr.sum())
     if total != n_points:
         raise error(f"{what} should sum to the number of points {n_points}, got {total} over {arr.size} sequences")
@@ -132,9 +134,7 @@ def check_probabilities(name: str, value: np.ndarray, atol: float = 1e-6) -> Non
     sums = value.sum(axis=1)
     worst = int(np.argmax(np.abs(sums - 1.0)))
     if abs(sums[worst] - 1.0) > atol * value.shape[1] + 1e-9:
-        raise MessageError(
-            f"{name} rows should sum to 1, got row {worst} summing to {sums[worst]:.6g}"
-        )
+        raise MessageError(f"{name} rows should sum to 1, got row {worst} summing to {sums[worst]:.6g}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,9 +224,7 @@ class Message:
             raise MessageError("table has no 'serket_ray.message' metadata: not a message table")
         meta = json.loads(raw)
         if meta.get("schema_version") != SCHEMA_VERSION:
-            raise MessageError(
-                f"message schema_version should be {SCHEMA_VERSION}, got {meta.get('schema_version')}"
-            )
+            raise MessageError(f"message schema_version should be {SCHEMA_VERSION}, got {meta.get('schema_version')}")
         cls = _REGISTRY.get(meta["kind"])
         if cls is None:
             raise MessageError(f"unknown message kind {meta['kind']!r}; known: {sorted(_REGISTRY)}")
@@ -244,7 +242,9 @@ class Message:
             return False
         if (self.sender, self.receiver, self.round) != (other.sender, other.receiver, other.round):
             return False
-        if (self.lengths is None) != (other.lengths is None) or (self.lengths is not None and not np.array_equal(self.lengths, other.lengths)):
+        if (self.lengths is None) != (other.lengths is None) or (
+            self.lengths is not None and not np.array_equal(self.lengths, other.lengths)
+        ):
             return False
         for field in self.array_fields:
             a, b = getattr(self, field), getattr(other, field)

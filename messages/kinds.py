@@ -85,8 +85,7 @@ class ClassPosteriors(Message):
             check_array("log_likelihood", self.log_likelihood, ndim=2)
             if self.log_likelihood.shape != self.probs.shape:
                 raise MessageError(
-                    f"log_likelihood should have shape {self.probs.shape} like probs, "
-                    f"got {self.log_likelihood.shape}"
+                    f"log_likelihood should have shape {self.probs.shape} like probs, got {self.log_likelihood.shape}"
                 )
 
     @property

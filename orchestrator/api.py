@@ -99,10 +99,15 @@ class Orchestrator:
         self.graph = build_graph(*roots)
         if backend == "ray":
             check_address(address)
-        self.session = Session(self.graph, out_dir, seed=seed, address=address, backend=backend, resources=resources, **session_options)
+        self.session = Session(
+            self.graph, out_dir, seed=seed, address=address, backend=backend, resources=resources, **session_options
+        )
 
     def run(
-        self, rounds: int, on_update: Callable[[UpdateRecord], None] | None = None, on_progress: ProgressCallback | None = None,
+        self,
+        rounds: int,
+        on_update: Callable[[UpdateRecord], None] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> RunResult:
         """Run ``rounds`` rounds; each updates every module once, bottom-up.
 
@@ -124,7 +129,10 @@ class Orchestrator:
             return self._schedule(rounds, on_update, on_progress)
 
     def _schedule(
-        self, rounds: int, on_update: Callable[[UpdateRecord], None] | None, on_progress: ProgressCallback | None = None,
+        self,
+        rounds: int,
+        on_update: Callable[[UpdateRecord], None] | None,
+        on_progress: ProgressCallback | None = None,
     ) -> RunResult:
         start = time.perf_counter()
         self.session.start(watch_progress=on_progress is not None)
@@ -177,7 +185,9 @@ class Orchestrator:
         out = Path(out_dir)
         run_dir.load_manifest(out)  # says clearly when out is not a run, before anything is locked
         with runlock.hold(out, "Orchestrator.resume"):
-            return cls._resume_locked(out, modules, rounds, address, from_last_intact, backend, on_update, on_progress, **session_options)
+            return cls._resume_locked(
+                out, modules, rounds, address, from_last_intact, backend, on_update, on_progress, **session_options
+            )
 
     @classmethod
     def _resume_locked(
@@ -195,19 +205,31 @@ class Orchestrator:
         manifest = run_dir.load_manifest(out)
         if modules is None:
             if "cli" not in manifest:
-                raise CheckpointError(f"{out} was started from Python; pass the same modules to Orchestrator.resume(out, modules)")
+                raise CheckpointError(
+                    f"{out} was started from Python; pass the same modules to Orchestrator.resume(out, modules)"
+                )
             from orchestrator.recipe import TutorialRecipe
 
             modules = TutorialRecipe.from_recorded(manifest["cli"]).graph()
         recorded_threads = manifest.get("threads", DEFAULT_THREADS)
         threads = session_options.setdefault("threads", recorded_threads)
         if threads != recorded_threads:
-            log.warning("threads: recorded %s, given %s; the updates from here on round differently from an uninterrupted run",
-                        recorded_threads, threads)
+            log.warning(
+                "threads: recorded %s, given %s; the updates from here on round differently from an uninterrupted run",
+                recorded_threads,
+                threads,
+            )
         target = rounds if rounds is not None else manifest.get("target_rounds")
         if target is None:
             raise ConfigError("rounds should be given: the run does not record how many it was started with")
-        orch = cls(modules, out, seed=manifest["seed"], address=address, backend=backend or manifest.get("backend", "ray"), **session_options)
+        orch = cls(
+            modules,
+            out,
+            seed=manifest["seed"],
+            address=address,
+            backend=backend or manifest.get("backend", "ray"),
+            **session_options,
+        )
         orch.session.extra = {k: manifest[k] for k in ("target_rounds", "cli") if k in manifest}
         orch.session.extra["target_rounds"] = target
         diffs = resume_mod.differences(manifest, orch.session)

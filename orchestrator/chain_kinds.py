@@ -29,7 +29,14 @@ from __future__ import annotations
 import numpy as np
 
 from messages.errors import DataError
-from orchestrator.sequences import ChainSequence, _check_transitions, chain_sequence, draw_points, empirical_transitions, sample_chain
+from orchestrator.sequences import (
+    ChainSequence,
+    _check_transitions,
+    chain_sequence,
+    draw_points,
+    empirical_transitions,
+    sample_chain,
+)
 
 KINDS = ("random-chain", "self-transitions", "noisy-cycle", "independent", "short-cycles")
 """Names :func:`kind_sequence` accepts; every kind but ``independent`` has structure."""
@@ -61,7 +68,9 @@ def cycle_matrix(n_classes: int) -> np.ndarray:
     return np.roll(np.eye(n_classes), 1, axis=1)
 
 
-def self_transition_sequence(data: np.ndarray, labels: np.ndarray, n_points: int, rng: np.random.Generator, stay: float = 0.6) -> ChainSequence:
+def self_transition_sequence(
+    data: np.ndarray, labels: np.ndarray, n_points: int, rng: np.random.Generator, stay: float = 0.6
+) -> ChainSequence:
     """Points ordered along a chain with self-transitions (runs of one class, mean length 1 / (1 - stay)).
 
     Parameters
@@ -82,7 +91,9 @@ def self_transition_sequence(data: np.ndarray, labels: np.ndarray, n_points: int
     return chain_sequence(data, labels, n_points, rng, transitions=self_transition_matrix(k, stay))
 
 
-def noisy_cycle_sequence(data: np.ndarray, labels: np.ndarray, rng: np.random.Generator, fraction: float = 0.2) -> ChainSequence:
+def noisy_cycle_sequence(
+    data: np.ndarray, labels: np.ndarray, rng: np.random.Generator, fraction: float = 0.2
+) -> ChainSequence:
     """The cycle over the classes (as the tutorial's order) with a fraction of positions shuffled.
 
     Every point is used once: position t first gets a point of class t mod K
@@ -112,8 +123,14 @@ def noisy_cycle_sequence(data: np.ndarray, labels: np.ndarray, rng: np.random.Ge
     noisy = rng.choice(n, size=int(round(fraction * n)), replace=False)
     indices[noisy] = indices[rng.permutation(noisy)]
     states = inverse[indices]
-    return ChainSequence(data=data[indices], labels=labels[indices], indices=indices, classes=classes,
-                         transitions=empirical_transitions(states, k), n_reused=n_reused)
+    return ChainSequence(
+        data=data[indices],
+        labels=labels[indices],
+        indices=indices,
+        classes=classes,
+        transitions=empirical_transitions(states, k),
+        n_reused=n_reused,
+    )
 
 
 def independent_sequence(data: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> ChainSequence:
@@ -129,12 +146,23 @@ def independent_sequence(data: np.ndarray, labels: np.ndarray, rng: np.random.Ge
     data, labels, classes, inverse = _classes(data, labels)
     indices = rng.permutation(len(labels))
     freq = np.bincount(inverse, minlength=len(classes)) / len(labels)
-    return ChainSequence(data=data[indices], labels=labels[indices], indices=indices, classes=classes,
-                         transitions=np.tile(freq, (len(classes), 1)), n_reused=0)
+    return ChainSequence(
+        data=data[indices],
+        labels=labels[indices],
+        indices=indices,
+        classes=classes,
+        transitions=np.tile(freq, (len(classes), 1)),
+        n_reused=0,
+    )
 
 
 def short_sequences(
-    data: np.ndarray, labels: np.ndarray, n_sequences: int, length: int, rng: np.random.Generator, transitions: np.ndarray | None = None,
+    data: np.ndarray,
+    labels: np.ndarray,
+    n_sequences: int,
+    length: int,
+    rng: np.random.Generator,
+    transitions: np.ndarray | None = None,
 ) -> ChainSequence:
     """Many short sequences, each from a uniformly random start state, following one chain.
 
@@ -163,8 +191,15 @@ def short_sequences(
     starts = np.full(k, 1.0 / k)
     states = np.concatenate([sample_chain(trans, length, rng, initial=starts) for _ in range(n_sequences)])
     indices, n_reused = draw_points(inverse, states, rng)
-    return ChainSequence(data=data[indices], labels=labels[indices], indices=indices, classes=classes, transitions=trans,
-                         n_reused=n_reused, lengths=np.full(n_sequences, length, dtype=np.int64))
+    return ChainSequence(
+        data=data[indices],
+        labels=labels[indices],
+        indices=indices,
+        classes=classes,
+        transitions=trans,
+        n_reused=n_reused,
+        lengths=np.full(n_sequences, length, dtype=np.int64),
+    )
 
 
 def kind_sequence(kind: str, data: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> ChainSequence:

@@ -44,12 +44,14 @@ FORMAT_VERSION = 1
 def arrays_table(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> pa.Table:
     """Store named arrays of any shape losslessly: one row per array (name, dtype, shape, bytes)."""
     names = sorted(arrays)
-    table = pa.table({
-        "name": pa.array(names, pa.string()),
-        "dtype": pa.array([np.asarray(arrays[k]).dtype.str for k in names], pa.string()),
-        "shape": pa.array([list(np.shape(arrays[k])) for k in names], pa.list_(pa.int64())),
-        "data": pa.array([np.ascontiguousarray(arrays[k]).tobytes() for k in names], pa.large_binary()),
-    })
+    table = pa.table(
+        {
+            "name": pa.array(names, pa.string()),
+            "dtype": pa.array([np.asarray(arrays[k]).dtype.str for k in names], pa.string()),
+            "shape": pa.array([list(np.shape(arrays[k])) for k in names], pa.list_(pa.int64())),
+            "data": pa.array([np.ascontiguousarray(arrays[k]).tobytes() for k in names], pa.large_binary()),
+        }
+    )
     info = {"format_version": FORMAT_VERSION, "meta": meta or {}}
     return table.replace_schema_metadata({"serket_ray.arrays": json.dumps(info, default=_json_default)})
 
@@ -249,7 +251,14 @@ def write_update(
     return exported, {p.name: sha256_file(p) for p in sorted(final.iterdir())}
 
 
-def _fill(tmp: Path, messages: dict[str, Message], report: dict[str, Any], state: dict[str, Any], meta: dict[str, Any], export: Any) -> Any:
+def _fill(
+    tmp: Path,
+    messages: dict[str, Message],
+    report: dict[str, Any],
+    state: dict[str, Any],
+    meta: dict[str, Any],
+    export: Any,
+) -> Any:
     """Write one update's files into the temporary round directory ``tmp``; return what ``export`` returned."""
     for name, msg in messages.items():
         write_table(tmp / f"{name}.arrow", msg.to_table())

@@ -42,9 +42,11 @@ def _resources_json(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"should be JSON like '{{\"vae\": {{\"num_gpus\": 1}}}}', got {text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(
+            f'should be JSON like \'{{"vae": {{"num_gpus": 1}}}}\', got {text!r}: {exc}'
+        ) from None
     if not isinstance(value, dict) or not all(v == "auto" or isinstance(v, dict) for v in value.values()):
-        raise argparse.ArgumentTypeError(f"should map module kinds or names to actor options or \"auto\", got {text!r}")
+        raise argparse.ArgumentTypeError(f'should map module kinds or names to actor options or "auto", got {text!r}')
     return value
 
 
@@ -74,7 +76,9 @@ def parse_seeds(text: str) -> list[int]:
         try:
             first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"should be non-negative integers and ranges like 0-7 or 0,3,5-6, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"should be non-negative integers and ranges like 0-7 or 0,3,5-6, got {text!r}"
+            ) from None
         if first < 0 or last < first:
             raise argparse.ArgumentTypeError(f"ranges should run from a non-negative seed upwards, got {part!r}")
         seeds.extend(range(first, last + 1))
@@ -92,15 +96,28 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
     """Data and model options shared by ``run`` and ``sweep`` (see ``orchestrator.recipe.RECORDED_KEYS``)."""
-    cmd.add_argument("--data", help="data file: text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc or MNIST IDX (*-idx3-ubyte[.gz])")
+    cmd.add_argument(
+        "--data",
+        help="data file: text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc "
+        "or MNIST IDX (*-idx3-ubyte[.gz])",
+    )
     cmd.add_argument("--labels", help="labels file, same formats (only used to score accuracy)")
     cmd.add_argument("--data-key", help="array (.npz) or column (Parquet/Feather) holding the data")
     cmd.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
     _add_sequence_options(cmd)
-    cmd.add_argument("--scale", choices=SCALE_MODES, default="none", help="rescale data into [0, 1]: auto, none (default), 255, max or minmax")
-    cmd.add_argument("--dataset", choices=("digits", "mnist"), default=None,
-                     help="built-in data when --data is absent: digits (scikit-learn, default, no download) or mnist "
-                          "(the tutorial's 3000 images, downloaded once)")
+    cmd.add_argument(
+        "--scale",
+        choices=SCALE_MODES,
+        default="none",
+        help="rescale data into [0, 1]: auto, none (default), 255, max or minmax",
+    )
+    cmd.add_argument(
+        "--dataset",
+        choices=("digits", "mnist"),
+        default=None,
+        help="built-in data when --data is absent: digits (scikit-learn, default, no download) or mnist "
+        "(the tutorial's 3000 images, downloaded once)",
+    )
     cmd.add_argument("--cache-dir", help="download cache (default: $SERKET_RAY_CACHE or ~/.cache/serket-ray)")
     cmd.add_argument("--rounds", type=_positive_int, default=5)
     cmd.add_argument("--latent-dim", type=_positive_int, default=18)
@@ -110,28 +127,47 @@ def _add_graph_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--sweeps", type=_positive_int, default=100, help="GMM Gibbs sweeps per round")
     cmd.add_argument("--no-mm", action="store_true", help="VAE + GMM only")
     cmd.add_argument("--mm-message", choices=("forward-backward", "serket"), default="forward-backward")
-    cmd.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                     help="VAE training arithmetic: auto (default: bf16 on a CUDA GPU or a CPU with native bf16, AMX or "
-                          "AVX512-BF16; fp32 elsewhere), bf16 (autocast) or fp32; run.json records what each update used")
+    cmd.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="VAE training arithmetic: auto (default: bf16 on a CUDA GPU or a CPU with native bf16, AMX or "
+        "AVX512-BF16; fp32 elsewhere), bf16 (autocast) or fp32; run.json records what each update used",
+    )
 
 
 def _add_sequence_options(cmd: argparse.ArgumentParser) -> None:
     """How the points form many sequences (default: one sequence)."""
-    cmd.add_argument("--lengths", metavar="FILE",
-                     help="the points form several sequences: text or .npy with one positive integer per sequence, in order, summing to N")
-    cmd.add_argument("--sequence-key", metavar="COLUMN",
-                     help="column of the --data file (Parquet, Feather or CSV with a header) holding each row's sequence id; "
-                          "the rows of one sequence contiguous, in order")
+    cmd.add_argument(
+        "--lengths",
+        metavar="FILE",
+        help="the points form several sequences: text or .npy with one positive integer per sequence, "
+        "in order, summing to N",
+    )
+    cmd.add_argument(
+        "--sequence-key",
+        metavar="COLUMN",
+        help="column of the --data file (Parquet, Feather or CSV with a header) holding each row's sequence id; "
+        "the rows of one sequence contiguous, in order",
+    )
 
 
 def _add_cluster_options(cmd: argparse.ArgumentParser) -> None:
     """Where the actors run and what each may use."""
     cmd.add_argument("--address", help='Ray cluster address ("auto" or host:port); default: a local Ray')
-    cmd.add_argument("--resources", type=_resources_json, default=None,
-                     help='actor options per module kind or name, as JSON, e.g. \'{"vae": {"num_gpus": 1}}\' '
-                          '(num_cpus, num_gpus, memory, resources; default "auto")')
-    cmd.add_argument("--reserve-timeout", type=_positive_float, default=60.0,
-                     help="seconds to wait for the run's resources before failing (default: %(default)s)")
+    cmd.add_argument(
+        "--resources",
+        type=_resources_json,
+        default=None,
+        help='actor options per module kind or name, as JSON, e.g. \'{"vae": {"num_gpus": 1}}\' '
+        '(num_cpus, num_gpus, memory, resources; default "auto")',
+    )
+    cmd.add_argument(
+        "--reserve-timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds to wait for the run's resources before failing (default: %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,16 +185,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
-    run.add_argument("--report", action="store_true", help="write an HTML report with figures to OUT/report/ at the end")
-    run.add_argument("--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host")
-    run.add_argument("--threads", type=_positive_int, default=2,
-                     help="torch threads of the VAE (part of the run's configuration: results depend on it, placement does not; default 2)")
-    swp = sub.add_parser("sweep", help="run independent pipelines for several seeds at once; report accuracy mean and std")
+    run.add_argument(
+        "--report", action="store_true", help="write an HTML report with figures to OUT/report/ at the end"
+    )
+    run.add_argument(
+        "--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host"
+    )
+    run.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=2,
+        help="torch threads of the VAE (part of the run's configuration: results depend on it, "
+        "placement does not; default 2)",
+    )
+    swp = sub.add_parser(
+        "sweep", help="run independent pipelines for several seeds at once; report accuracy mean and std"
+    )
     _add_graph_options(swp)
-    swp.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2, 3], help="seeds: ranges and comma lists, e.g. 0-7 or 0,3,5-6 (default: 0-3)")
-    swp.add_argument("--concurrent", type=_positive_int, default=None,
-                     help="at most this many pipelines at once (default: as many as the cluster's resources allow)")
-    swp.add_argument("--out", default="serket-sweep", help="output directory; each seed's run goes to seed_<k>/ (default: %(default)s)")
+    swp.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=[0, 1, 2, 3],
+        help="seeds: ranges and comma lists, e.g. 0-7 or 0,3,5-6 (default: 0-3)",
+    )
+    swp.add_argument(
+        "--concurrent",
+        type=_positive_int,
+        default=None,
+        help="at most this many pipelines at once (default: as many as the cluster's resources allow)",
+    )
+    swp.add_argument(
+        "--out",
+        default="serket-sweep",
+        help="output directory; each seed's run goes to seed_<k>/ (default: %(default)s)",
+    )
     swp.add_argument("--overwrite", action="store_true", help="allow writing into non-empty seed directories")
     _add_cluster_options(swp)
     swp.add_argument("--quiet", action="store_true", help="print only errors")
@@ -179,15 +239,28 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", help="continue a run from its last completed update")
     res.add_argument("out", help="the run's output directory")
     res.add_argument("--rounds", type=_positive_int, help="total rounds wanted (default: as started)")
-    res.add_argument("--from-last-intact", action="store_true", help="skip damaged checkpoints: continue from the last intact update")
+    res.add_argument(
+        "--from-last-intact", action="store_true", help="skip damaged checkpoints: continue from the last intact update"
+    )
     res.add_argument("--address", help="Ray cluster address")
-    res.add_argument("--resources", type=_resources_json, default=None, help="actor options per module, as JSON (as for run)")
-    res.add_argument("--reserve-timeout", type=_positive_float, default=60.0, help="seconds to wait for the run's resources")
+    res.add_argument(
+        "--resources", type=_resources_json, default=None, help="actor options per module, as JSON (as for run)"
+    )
+    res.add_argument(
+        "--reserve-timeout", type=_positive_float, default=60.0, help="seconds to wait for the run's resources"
+    )
     res.add_argument("--backend", choices=("ray", "local"), default=None, help=argparse.SUPPRESS)
     res.add_argument("--quiet", action="store_true")
     res.add_argument("--json", action="store_true")
-    res.add_argument("--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host")
-    res.add_argument("--threads", type=_positive_int, default=None, help="torch threads of the VAE (default: as recorded in run.json)")
+    res.add_argument(
+        "--force-unlock", action="store_true", help="take over OUT's lock left by a process on another host"
+    )
+    res.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads of the VAE (default: as recorded in run.json)",
+    )
     rep = sub.add_parser("report", help="write an HTML report with figures of a run to OUT/report/index.html")
     rep.add_argument("out", help="the run's output directory")
     rep.add_argument("--labels", help="labels file (same formats as run); default: those the run recorded, if any")
@@ -283,8 +356,16 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     modules = recipe.build(data, labels, lengths)
     _lock(out, "serket-ray run", args.force_unlock)
     check_out_dir(out, args.overwrite)
-    orch = Orchestrator(modules, out, seed=args.seed, address=args.address, backend=args.backend, resources=args.resources,
-                        reserve_timeout=args.reserve_timeout, threads=args.threads)
+    orch = Orchestrator(
+        modules,
+        out,
+        seed=args.seed,
+        address=args.address,
+        backend=args.backend,
+        resources=args.resources,
+        reserve_timeout=args.reserve_timeout,
+        threads=args.threads,
+    )
     orch.session.extra["cli"] = recipe.recorded()
     if not args.quiet:
         print(f"data: {source}: {describe(data, labels)}", flush=True)
@@ -311,7 +392,11 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
         for note in report.notes:
             print(f"note: {note}")
         print(f"report: {report.index} ({len(report.figures)} figures)")
-    return {"index": str(report.index), "figures": {k: str(v) for k, v in report.figures.items()}, "notes": report.notes}
+    return {
+        "index": str(report.index),
+        "figures": {k: str(v) for k, v in report.figures.items()},
+        "notes": report.notes,
+    }
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -337,10 +422,23 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     def done(row: Any) -> None:
         if not args.quiet:
             acc = "-" if row.accuracy is None else f"{row.accuracy:.4f}"
-            print(f"seed {row.seed}: accuracy {acc}  {row.seconds:.1f} s" + (f"  FAILED: {row.error}" if row.error else ""), flush=True)
+            print(
+                f"seed {row.seed}: accuracy {acc}  {row.seconds:.1f} s"
+                + (f"  FAILED: {row.error}" if row.error else ""),
+                flush=True,
+            )
 
-    result = sweep(build, args.seeds, out, args.rounds, address=args.address, resources=args.resources,
-                   max_concurrent=args.concurrent, reserve_timeout=args.reserve_timeout, on_done=done)
+    result = sweep(
+        build,
+        args.seeds,
+        out,
+        args.rounds,
+        address=args.address,
+        resources=args.resources,
+        max_concurrent=args.concurrent,
+        reserve_timeout=args.reserve_timeout,
+        on_done=done,
+    )
     summary = result.as_dict()
     if not args.quiet:
         print(result.table())
@@ -348,7 +446,9 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps(summary))
     failed = [r.seed for r in result.rows if r.error]
     if failed:
-        raise SerketRayError(f"{len(failed)} of {len(result.rows)} seeds failed: {failed}; see the table above and {out}")
+        raise SerketRayError(
+            f"{len(failed)} of {len(result.rows)} seeds failed: {failed}; see the table above and {out}"
+        )
     return summary
 
 
@@ -358,14 +458,26 @@ def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.run_dir import load_manifest
 
     load_manifest(args.model)
-    data, labels, lengths, source = load_run_inputs(DataSource(
-        data=args.data, labels=args.labels, data_key=args.data_key, labels_key=args.labels_key, scale=args.scale,
-        lengths=args.lengths, sequence_key=args.sequence_key,
-    ))
+    data, labels, lengths, source = load_run_inputs(
+        DataSource(
+            data=args.data,
+            labels=args.labels,
+            data_key=args.data_key,
+            labels_key=args.labels_key,
+            scale=args.scale,
+            lengths=args.lengths,
+            sequence_key=args.sequence_key,
+        )
+    )
     out = Path(args.out)
     check_out_dir(out, args.overwrite)
     result = recognise(args.model, data, out, labels=labels, use_mm=not args.no_mm, lengths=lengths)
-    summary = {"out": str(out), "n_points": int(data.shape[0]), "n_sequences": 1 if lengths is None else int(lengths.size), "accuracy": result.accuracy}
+    summary = {
+        "out": str(out),
+        "n_points": int(data.shape[0]),
+        "n_sequences": 1 if lengths is None else int(lengths.size),
+        "accuracy": result.accuracy,
+    }
     if not args.quiet:
         acc = "" if result.accuracy is None else f"; accuracy {result.accuracy:.4f}"
         print(f"recognised {data.shape[0]} points from {source}{acc}; outputs in {out}")
@@ -384,8 +496,15 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or manifest.get("target_rounds") or 0
     shown = ProgressDisplay(rounds, args.quiet)
     result = Orchestrator.resume(
-        args.out, rounds=args.rounds, address=args.address, from_last_intact=args.from_last_intact, backend=args.backend,
-        on_update=shown.on_update, on_progress=shown.on_progress, resources=args.resources, reserve_timeout=args.reserve_timeout,
+        args.out,
+        rounds=args.rounds,
+        address=args.address,
+        from_last_intact=args.from_last_intact,
+        backend=args.backend,
+        on_update=shown.on_update,
+        on_progress=shown.on_progress,
+        resources=args.resources,
+        reserve_timeout=args.reserve_timeout,
         **({} if args.threads is None else {"threads": args.threads}),
     )
     if result.already_complete and not args.quiet:
@@ -432,7 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     out = getattr(args, "out", None)
     try:
         if args.command in ("run", "resume"):
-            again = f"serket-ray: stopped at once ({{signal}}); the last complete update is kept; `serket-ray resume {out}` continues"
+            again = (
+                f"serket-ray: stopped at once ({{signal}}); the last complete update is kept; "
+                f"`serket-ray resume {out}` continues"
+            )
             with stopping.stop_on_signals(again):
                 try:
                     (cmd_run if args.command == "run" else cmd_resume)(args)
@@ -456,7 +578,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except stopping.Interrupted as exc:
         kept = stopping.what_was_kept(out)
-        then = "" if kept.complete else f"; `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"
+        then = (
+            ""
+            if kept.complete
+            else f"; `serket-ray resume {out}` continues"
+            if kept.resumable
+            else "; nothing to resume"
+        )
         _end_line(f"serket-ray: stopped by {exc.name} {kept.where()}{then}")
         return exc.exit_status
     except StorageError as exc:
@@ -467,7 +595,11 @@ def main(argv: list[str] | None = None) -> int:
             if kept.complete:
                 then = "; the run itself is complete"
             else:
-                then = f"; make room, then `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"
+                then = (
+                    f"; make room, then `serket-ray resume {out}` continues"
+                    if kept.resumable
+                    else "; nothing to resume"
+                )
             _end_line(f"serket-ray: error: {exc}; stopped {kept.where()}{then}")
         else:
             _end_line(f"serket-ray: error: {exc}")

@@ -57,8 +57,14 @@ _SUFFIX_FORMATS = {
 }
 _IDX_NAME = re.compile(r"idx\d+-ubyte$|\.idx\d*$", re.IGNORECASE)
 #: IDX type codes (third byte of the magic number) -> big-endian numpy dtype.
-_IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 _IDX_CODES = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
 SUPPORTED = "text (np.loadtxt), .npy, .npz, .parquet, .feather/.arrow/.ipc or IDX (*-idx3-ubyte[.gz])"
 
@@ -82,7 +88,9 @@ def _read_head(p: Path, what: str, n: int = 4096) -> bytes:
             with gzip.open(p, "rb") as fh:
                 return fh.read(n)
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{what} file {p} should be a readable gzip file, got a damaged one ({_one_line(exc)})") from None
+            raise DataError(
+                f"{what} file {p} should be a readable gzip file, got a damaged one ({_one_line(exc)})"
+            ) from None
     return head
 
 
@@ -142,7 +150,9 @@ def detect_format(path: str | Path, what: str = "data") -> str:
     fmt = _sniff(_read_head(p, what))
     if fmt is None or (gz and fmt not in ("text", "idx")):
         kind = "binary data" if fmt is None else f"a gzipped {fmt} file"
-        raise DataError(f"{what} file {p} should be {SUPPORTED}, got an unknown format ({kind} with suffix {p.suffix or 'none'!r})")
+        raise DataError(
+            f"{what} file {p} should be {SUPPORTED}, got an unknown format ({kind} with suffix {p.suffix or 'none'!r})"
+        )
     return fmt
 
 
@@ -181,12 +191,16 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"IDX file {p} should have a {header}-byte header for {ndim} dimensions, got {len(raw)} bytes in all")
+        raise DataError(
+            f"IDX file {p} should have a {header}-byte header for {ndim} dimensions, got {len(raw)} bytes in all"
+        )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"IDX file {p} should hold {expected} data bytes for shape {shape}, "
-                        f"got {len(raw) - header} (truncated or damaged)")
+        raise DataError(
+            f"IDX file {p} should hold {expected} data bytes for shape {shape}, "
+            f"got {len(raw) - header} (truncated or damaged)"
+        )
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
@@ -210,8 +224,10 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     code = _IDX_CODES.get(arr.dtype.newbyteorder("="))
     if code is None or not 1 <= arr.ndim <= 255:
         dtypes = sorted(str(d) for d in _IDX_CODES)
-        raise DataError(f"IDX file {path} should get an array of dtype {dtypes} with 1-255 dimensions, "
-                        f"got {arr.dtype} with {arr.ndim}")
+        raise DataError(
+            f"IDX file {path} should get an array of dtype {dtypes} with 1-255 dimensions, "
+            f"got {arr.dtype} with {arr.ndim}"
+        )
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     body = np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
     p = Path(path)
@@ -243,14 +259,18 @@ def _load_text(p: Path, what: str) -> np.ndarray:
                     if len(lines) == 2:
                         break
     except UnicodeDecodeError:
-        raise DataError(f"{what} file {p} should be UTF-8 text (or .npy, .npz, Parquet, Feather, IDX), got undecodable bytes") from None
+        raise DataError(
+            f"{what} file {p} should be UTF-8 text (or .npy, .npz, Parquet, Feather, IDX), got undecodable bytes"
+        ) from None
     if not lines:
         raise DataError(f"{what} file {p} should hold at least one row of numbers, got an empty text file")
     delimiter = "," if "," in lines[0][1] else None
     skiprows = 0
     tokens = [t for t in lines[0][1].split(delimiter) if t.strip()]
-    if not all(_is_number(t) for t in tokens) and len(lines) == 2 and all(
-        _is_number(t) for t in lines[1][1].split(delimiter) if t.strip()
+    if (
+        not all(_is_number(t) for t in tokens)
+        and len(lines) == 2
+        and all(_is_number(t) for t in lines[1][1].split(delimiter) if t.strip())
     ):
         skiprows = lines[0][0] + 1
         logger.info("%s: skipping header line %r", p, lines[0][1][:80])
@@ -264,8 +284,11 @@ def _load_text(p: Path, what: str) -> np.ndarray:
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
             arr = np.loadtxt(p, delimiter=delimiter, ndmin=1, skiprows=skiprows)
     except ValueError as exc:
-        expected = "integer labels separated by spaces, commas or newlines" if what == "labels" else \
-            "a table of numbers with the same count on every row"
+        expected = (
+            "integer labels separated by spaces, commas or newlines"
+            if what == "labels"
+            else "a table of numbers with the same count on every row"
+        )
         detail = _one_line(exc).split("; use `usecols`")[0]  # numpy's advice does not apply here
         raise DataError(f"{what} file {p} should hold {expected}, got: {detail}") from None
     if arr.size == 0:
@@ -335,13 +358,17 @@ def _list_to_numpy(arr: Any, p: Path, what: str, name: str) -> np.ndarray:
         lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(lengths != lengths[0]) if n else np.empty(0, dtype=np.int64)
         if bad.size:
-            raise DataError(f"{what} file {p} column {name!r} should hold lists of one length, "
-                            f"got ragged rows (row 0 has {lengths[0]} values, row {bad[0]} has {lengths[bad[0]]})")
+            raise DataError(
+                f"{what} file {p} column {name!r} should hold lists of one length, "
+                f"got ragged rows (row 0 has {lengths[0]} values, row {bad[0]} has {lengths[bad[0]]})"
+            )
         width = int(lengths[0]) if n else 0
     values = arr.flatten()
     if values.null_count:
-        raise DataError(f"{what} file {p} column {name!r} should have no missing values, "
-                        f"got {values.null_count} nulls inside its lists")
+        raise DataError(
+            f"{what} file {p} column {name!r} should have no missing values, "
+            f"got {values.null_count} nulls inside its lists"
+        )
     if _is_list_type(values.type):
         inner = _list_to_numpy(values, p, what, name)
     else:
@@ -386,7 +413,9 @@ def _table_to_array(table: Any, p: Path, what: str, key: str | None) -> np.ndarr
         if choice is None:
             raise DataError(f"{what} file {p} holds several columns {names}; choose one with key= ({flag})")
         return _column_to_numpy(table.column(choice), p, what, choice)
-    arrays = [n for n in names if _is_list_type(table.schema.field(n).type) or _is_tensor_type(table.schema.field(n).type)]
+    arrays = [
+        n for n in names if _is_list_type(table.schema.field(n).type) or _is_tensor_type(table.schema.field(n).type)
+    ]
     if arrays:
         choice = _pick(arrays, DATA_KEYS)
         if choice is None:
@@ -394,8 +423,10 @@ def _table_to_array(table: Any, p: Path, what: str, key: str | None) -> np.ndarr
         return _column_to_numpy(table.column(choice), p, what, choice)
     cols = [n for n in names if n.lower() not in LABEL_LIKE_COLUMNS]
     if not cols:
-        raise DataError(f"{what} file {p} should hold feature columns, "
-                        f"got only label-like columns {names}; choose one with key= ({flag})")
+        raise DataError(
+            f"{what} file {p} should hold feature columns, "
+            f"got only label-like columns {names}; choose one with key= ({flag})"
+        )
     if len(cols) < len(names):
         logger.info("%s: leaving label-like column(s) %s out of the data matrix", p, sorted(set(names) - set(cols)))
     return np.column_stack([_column_to_numpy(table.column(n), p, what, n) for n in cols])
@@ -438,12 +469,16 @@ def load_array(path: str | Path, what: str = "data", key: str | None = None) -> 
     if not p.exists():
         raise DataError(f"{what} file should exist, got a missing path: {p}")
     if not p.is_file():
-        raise DataError(f"{what} file should be a regular file, got {'a directory' if p.is_dir() else 'something else'}: {p}")
+        raise DataError(
+            f"{what} file should be a regular file, got {'a directory' if p.is_dir() else 'something else'}: {p}"
+        )
     try:
         fmt = detect_format(p, what)
         if key is not None and fmt not in ("npz", "parquet", "arrow"):
-            raise DataError(f"{what} file {p} is {fmt}, which holds one array: "
-                            f"key {key!r} applies only to .npz, Parquet and Feather files")
+            raise DataError(
+                f"{what} file {p} is {fmt}, which holds one array: "
+                f"key {key!r} applies only to .npz, Parquet and Feather files"
+            )
         if fmt == "npy":
             return np.load(p, allow_pickle=False)
         if fmt == "npz":
@@ -456,13 +491,17 @@ def load_array(path: str | Path, what: str = "data", key: str | None = None) -> 
             try:
                 table = _read_table(p, fmt)
             except (pa.ArrowException, OSError) as exc:
-                raise DataError(f"{what} file {p} should be a readable {fmt} file, got an error: {_one_line(exc)}") from None
+                raise DataError(
+                    f"{what} file {p} should be a readable {fmt} file, got an error: {_one_line(exc)}"
+                ) from None
             return _table_to_array(table, p, what, key)
         return _load_text(p, what)
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zlib.error) as exc:
-        raise DataError(f"{what} file {p} should be readable as {fmt_name(p)}, got an error: {_one_line(exc)}") from None
+        raise DataError(
+            f"{what} file {p} should be readable as {fmt_name(p)}, got an error: {_one_line(exc)}"
+        ) from None
 
 
 def fmt_name(path: str | Path) -> str:
@@ -597,12 +636,16 @@ def scale_data(data: np.ndarray, mode: str = "auto") -> np.ndarray:
     lo, hi = float(np.min(x)), float(np.max(x))
     if mode == "255":
         if lo < 0.0 or hi > 255.0:
-            raise DataError(f"data should lie in [0, 255] to be scaled with 255, "
-                            f"got values in [{lo:.4g}, {hi:.4g}]; use minmax or auto")
+            raise DataError(
+                f"data should lie in [0, 255] to be scaled with 255, "
+                f"got values in [{lo:.4g}, {hi:.4g}]; use minmax or auto"
+            )
         return x / x.dtype.type(255.0)
     if mode == "max":
         if lo < 0.0:
-            raise DataError(f"data should be non-negative to be scaled by its maximum, got a minimum of {lo:.4g}; use minmax")
+            raise DataError(
+                f"data should be non-negative to be scaled by its maximum, got a minimum of {lo:.4g}; use minmax"
+            )
         return x / x.dtype.type(hi) if hi > 0.0 else np.zeros_like(x)
     if hi == lo:
         logger.warning("data is constant (%.4g): minmax scaling makes it all zeros", lo)

@@ -37,7 +37,11 @@ class LocalExecutor:
         self.threads = int(threads)
 
     def reserve(
-        self, resources: list[dict[str, Any]], labels: list[str] | None = None, strategy: str = "PACK", timeout: float = 60.0,
+        self,
+        resources: list[dict[str, Any]],
+        labels: list[str] | None = None,
+        strategy: str = "PACK",
+        timeout: float = 60.0,
     ) -> list[int | None]:
         """Nothing to reserve in this process: every worker gets ``None`` (no bundle)."""
         return [None] * len(resources)
@@ -45,7 +49,9 @@ class LocalExecutor:
     def bundle_info(self, bundle: int | None) -> dict[str, Any]:
         return {}
 
-    def start(self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None = None) -> Any:
+    def start(
+        self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None = None
+    ) -> Any:
         return cls(*args)
 
     def put(self, value: Any) -> Any:
@@ -99,7 +105,9 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise ConfigError(f"address should name a running Ray cluster, got {address!r}: nothing answers there ({exc})") from None
+        raise ConfigError(
+            f"address should name a running Ray cluster, got {address!r}: nothing answers there ({exc})"
+        ) from None
 
 
 def connect_ray(address: str | None) -> None:
@@ -116,7 +124,8 @@ def connect_ray(address: str | None) -> None:
         return
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
-        # Workers on a cluster do not inherit this process's environment: pass the OpenMP wait policy on (see actors/__init__.py).
+        # Workers on a cluster do not inherit this process's environment:
+        # pass the OpenMP wait policy on (see actors/__init__.py).
         policy = {k: os.environ[k] for k in ("OMP_WAIT_POLICY",) if k in os.environ}
         if policy:
             kwargs["runtime_env"] = {"env_vars": policy}
@@ -230,7 +239,10 @@ def _fmt(value: float, key: str) -> str:
 
 
 def shortfall(
-    bundles: list[dict[str, float]], cluster: dict[str, float], available: dict[str, float], node_max: dict[str, float],
+    bundles: list[dict[str, float]],
+    cluster: dict[str, float],
+    available: dict[str, float],
+    node_max: dict[str, float],
 ) -> list[str]:
     """What the bundles ask for that the cluster cannot give, one line per resource.
 
@@ -262,7 +274,10 @@ def shortfall(
         elif largest > per_node + eps:
             lines.append(f"{key!r}: one actor asks {_fmt(largest, key)}, the largest node has {_fmt(per_node, key)}")
         elif asked > free + eps:
-            lines.append(f"{key!r}: asked {_fmt(asked, key)}, only {_fmt(free, key)} of {_fmt(total, key)} free now (other work holds the rest)")
+            lines.append(
+                f"{key!r}: asked {_fmt(asked, key)}, only {_fmt(free, key)} of {_fmt(total, key)} free now "
+                "(other work holds the rest)"
+            )
     return lines
 
 
@@ -291,7 +306,11 @@ class RayExecutor:
         self._finalizer: weakref.finalize | None = None
 
     def reserve(
-        self, resources: list[dict[str, Any]], labels: list[str] | None = None, strategy: str = "PACK", timeout: float = 60.0,
+        self,
+        resources: list[dict[str, Any]],
+        labels: list[str] | None = None,
+        strategy: str = "PACK",
+        timeout: float = 60.0,
     ) -> list[int | None]:
         """Reserve every actor's resources at once in one placement group.
 
@@ -360,7 +379,14 @@ class RayExecutor:
         log.info("reserved %d bundles (%s): %s", len(bundles), strategy, bundles)
         return indices
 
-    def _refusal(self, bundles: list[dict[str, float]], indices: list[int | None], labels: list[str], strategy: str, timeout: float) -> str:
+    def _refusal(
+        self,
+        bundles: list[dict[str, float]],
+        indices: list[int | None],
+        labels: list[str],
+        strategy: str,
+        timeout: float,
+    ) -> str:
         cluster = _plain(self._ray.cluster_resources())
         available = _plain(self._ray.available_resources())
         node_max: dict[str, float] = {}
@@ -373,11 +399,17 @@ class RayExecutor:
         keys = sorted({k for b in bundles for k in b} | {"CPU", "GPU"})
         has = {k: cluster.get(k, 0.0) for k in keys}
         free = {k: available.get(k, 0.0) for k in keys}
-        why = "; ".join(missing) if missing else (
-            f"nothing is missing from the cluster as a whole, but the {strategy} strategy cannot place the actors on its nodes"
+        why = (
+            "; ".join(missing)
+            if missing
+            else (
+                f"nothing is missing from the cluster as a whole, but the {strategy} strategy cannot place the "
+                "actors on its nodes"
+            )
         )
         return (
-            f"the run's actors could not be reserved within {timeout:g} s: {why}. Asked: {asked}; the cluster has {has}, "
+            f"the run's actors could not be reserved within {timeout:g} s: {why}. Asked: {asked}; the cluster "
+            f"has {has}, "
             f"{free} free. Ask for less (resources=... or --resources) or add nodes with what is missing."
         )
 
@@ -387,11 +419,16 @@ class RayExecutor:
             return {"placement_group": None}
         return {
             "placement_group": {
-                "id": self.placement_group.id.hex(), "strategy": self.strategy, "bundle_index": bundle, "bundle": self.bundles[bundle],
+                "id": self.placement_group.id.hex(),
+                "strategy": self.strategy,
+                "bundle_index": bundle,
+                "bundle": self.bundles[bundle],
             },
         }
 
-    def start(self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None = None) -> Any:
+    def start(
+        self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None = None
+    ) -> Any:
         """Start ``cls(*args)`` as an actor, inside bundle ``bundle`` of the run's placement group."""
         opts = actor_options(resources)
         custom = opts.pop("resources", None)
@@ -400,7 +437,9 @@ class RayExecutor:
         if bundle is not None and self.placement_group is not None:
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            extra["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placement_group=self.placement_group, placement_group_bundle_index=bundle)
+            extra["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=self.placement_group, placement_group_bundle_index=bundle
+            )
         with stopping.deferred():
             actor = actor_cls.options(name=None, **extra).remote(*args)
         self.actors.append(actor)
@@ -439,7 +478,9 @@ class RayExecutor:
         while True:
             left = deadline - time.monotonic()
             with stopping.deferred():
-                ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=max(0.0, min(self.SLICE, left)), fetch_local=fetch_local)
+                ready, _ = self._ray.wait(
+                    refs, num_returns=len(refs), timeout=max(0.0, min(self.SLICE, left)), fetch_local=fetch_local
+                )
             if len(ready) == len(refs):
                 return True
             if left <= self.SLICE:
@@ -466,7 +507,7 @@ class RayExecutor:
         try:
             with stopping.deferred():
                 self._ray.kill(worker, no_restart=True)
-        except Exception:  # noqa: BLE001 - already dead
+        except Exception:
             log.debug("actor already gone", exc_info=True)
 
     def release(self) -> None:
@@ -492,7 +533,7 @@ def _remove_group(pg: Any) -> None:
 
         if ray.is_initialized():
             remove_placement_group(pg)
-    except Exception:  # noqa: BLE001 - the cluster may be gone already
+    except Exception:
         log.debug("placement group already gone", exc_info=True)
 
 
@@ -521,4 +562,3 @@ def _set_blas_threads(worker: Any, threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")  # for the rest of this actor process
-

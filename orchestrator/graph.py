@@ -68,7 +68,9 @@ def build_graph(*roots: Module) -> Graph:
         stack.extend(m.above)
     modules = sorted(seen.values(), key=lambda m: (m.learnable, m.created))
     if not any(isinstance(m, Observation) for m in modules):
-        raise GraphError("the graph should contain an Observation at the bottom, got none: call vae.connect(Observation(data))")
+        raise GraphError(
+            "the graph should contain an Observation at the bottom, got none: call vae.connect(Observation(data))"
+        )
     for m in modules:
         if m.learnable and not m.below:
             raise GraphError(f"{m!r} should be connected to a module below it, got nothing: call {m.name}.connect(...)")

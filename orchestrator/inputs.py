@@ -84,7 +84,9 @@ def load_run_inputs(src: DataSource) -> RunInputs:
         source = str(src.data)
     else:
         if src.labels or src.data_key or src.labels_key or sequence_key:
-            raise SerketRayError("--labels, --data-key, --labels-key and --sequence-key should come with --data, got them without --data")
+            raise SerketRayError(
+                "--labels, --data-key, --labels-key and --sequence-key should come with --data, got them without --data"
+            )
         if src.dataset == "mnist":
             from orchestrator.mnist import mnist_dir, tutorial_mnist
 

@@ -76,7 +76,8 @@ def lengths_from_ids(ids: np.ndarray, what: str) -> np.ndarray:
         key = ids[row].item() if hasattr(ids[row], "item") else ids[row]
         if key in first_row:
             raise DataError(
-                f"{what} should keep the rows of one sequence together, in order, got id {key!r} coming back at row {row} "
+                f"{what} should keep the rows of one sequence together, in order, got id {key!r} coming back at "
+                f"row {row} "
                 f"after other ids (its rows began at row {first_row[key]})"
             )
         first_row[key] = row
@@ -90,10 +91,14 @@ def _csv_table(p: Path) -> Any:
     try:
         return pcsv.read_csv(p)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"data file {p} should be a CSV file with a header line naming its columns, got an error: {_one_line(exc)}") from None
+        raise DataError(
+            f"data file {p} should be a CSV file with a header line naming its columns, got an error: {_one_line(exc)}"
+        ) from None
 
 
-def load_sequence_table(path: str | Path, sequence_key: str, data_key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def load_sequence_table(
+    path: str | Path, sequence_key: str, data_key: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Data and the lengths of its sequences from a table file with a sequence id column.
 
     Parameters
@@ -130,7 +135,10 @@ def load_sequence_table(path: str | Path, sequence_key: str, data_key: str | Non
     elif fmt == "text":
         table = _csv_table(p)
     else:
-        raise DataError(f"--sequence-key applies to Parquet, Feather and CSV files, got a {fmt} file {p}; give --lengths FILE instead")
+        raise DataError(
+            f"--sequence-key applies to Parquet, Feather and CSV files, got a {fmt} file {p}; give --lengths "
+            "FILE instead"
+        )
     names = list(table.column_names)
     what = f"data file {p} sequence column {sequence_key!r}"
     if sequence_key not in names:

@@ -47,14 +47,30 @@ class MnistFile(NamedTuple):
 MNIST_FILES: dict[str, MnistFile] = {
     f.name: f
     for f in (
-        MnistFile("train-images-idx3-ubyte.gz", 9_912_422,
-                  "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        MnistFile("train-labels-idx1-ubyte.gz", 28_881,
-                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", "d53e105ee54ea40749a09fcbcd1e9432"),
-        MnistFile("t10k-images-idx3-ubyte.gz", 1_648_877,
-                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", "9fb629c4189551a2d022fa330f9573f3"),
-        MnistFile("t10k-labels-idx1-ubyte.gz", 4_542,
-                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", "ec29112dd5afa0611ce80d1b7f02629c"),
+        MnistFile(
+            "train-images-idx3-ubyte.gz",
+            9_912_422,
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        ),
+        MnistFile(
+            "train-labels-idx1-ubyte.gz",
+            28_881,
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+        ),
+        MnistFile(
+            "t10k-images-idx3-ubyte.gz",
+            1_648_877,
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "9fb629c4189551a2d022fa330f9573f3",
+        ),
+        MnistFile(
+            "t10k-labels-idx1-ubyte.gz",
+            4_542,
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
     )
 }
 SPLITS: dict[str, tuple[str, str]] = {
@@ -182,7 +198,9 @@ def fetch_mnist(
         elif name in MNIST_FILES:
             expected[name] = MNIST_FILES[name].sha256
         else:
-            raise DataError(f"MNIST file name should be one of {sorted(MNIST_FILES)} or have a checksum given, got {name!r}")
+            raise DataError(
+                f"MNIST file name should be one of {sorted(MNIST_FILES)} or have a checksum given, got {name!r}"
+            )
     bases = [base_url] if isinstance(base_url, str) else list(base_url)
     target = mnist_dir(cache_dir)
     paths: dict[str, Path] = {}
@@ -204,8 +222,10 @@ def fetch_mnist(
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DataError(f"MNIST cache folder {target} should be writable, got: {_reason(exc)}; "
-                            f"choose another with --cache-dir or ${CACHE_ENV}") from None
+            raise DataError(
+                f"MNIST cache folder {target} should be writable, got: {_reason(exc)}; "
+                f"choose another with --cache-dir or ${CACHE_ENV}"
+            ) from None
         failures: list[str] = []
         mismatch: _ChecksumMismatchError | None = None
         for base in bases:
@@ -222,8 +242,10 @@ def fetch_mnist(
                 failures.append(f"{url}: {_reason(exc)}")
         else:
             if mismatch is not None:
-                raise DataError(f"MNIST file {name} from {mismatch.url} should have SHA-256 {mismatch.expected}, "
-                                f"got {mismatch.got}; the download was discarded")
+                raise DataError(
+                    f"MNIST file {name} from {mismatch.url} should have SHA-256 {mismatch.expected}, "
+                    f"got {mismatch.got}; the download was discarded"
+                )
             raise DataError(f"MNIST could not be downloaded ({failures[0]}); without network access, {hint}")
     return paths
 
@@ -258,8 +280,10 @@ def load_mnist(
     paths = fetch_mnist(cache_dir, base_url, timeout, names=SPLITS[split], checksums=checksums, download=download)
     images, labels = read_idx(paths[image_name]), read_idx(paths[label_name])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"MNIST files {paths[image_name]} and {paths[label_name]} should hold (N, H, W) images and (N,) labels, "
-                        f"got shapes {images.shape} and {labels.shape}")
+        raise DataError(
+            f"MNIST files {paths[image_name]} and {paths[label_name]} should hold (N, H, W) images and (N,) labels, "
+            f"got shapes {images.shape} and {labels.shape}"
+        )
     return images, labels
 
 

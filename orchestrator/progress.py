@@ -74,7 +74,9 @@ class ProgressDisplay:
         """A training module's progress (see :meth:`orchestrator.session.Session.update`)."""
         if self.quiet or not self.bar:
             return
-        self.stream.write("\r" + bar_line(name, info, self.rounds, shutil.get_terminal_size((100, 20)).columns) + "\x1b[K")
+        self.stream.write(
+            "\r" + bar_line(name, info, self.rounds, shutil.get_terminal_size((100, 20)).columns) + "\x1b[K"
+        )
         self.stream.flush()
         self._drawn = True
 
@@ -98,7 +100,11 @@ def bar_line(name: str, info: dict[str, Any], rounds: int, columns: int = 100) -
     rnd = info.get("round")
     head = f"{name:<8} round {'?' if rnd is None else rnd + 1}/{rounds} "
     loss = info.get("loss")
-    tail = f" {epoch}/{epochs} epochs" + ("" if loss is None else f"  loss {loss:.2f}") + f"  {float(info.get('seconds', 0.0)):6.1f} s"
+    tail = (
+        f" {epoch}/{epochs} epochs"
+        + ("" if loss is None else f"  loss {loss:.2f}")
+        + f"  {float(info.get('seconds', 0.0)):6.1f} s"
+    )
     width = max(10, min(40, columns - len(head) - len(tail) - 3))
     filled = min(width, epoch * width // epochs)
     return f"{head}[{'#' * filled}{'.' * (width - filled)}]{tail}"

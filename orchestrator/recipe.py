@@ -24,8 +24,23 @@ log = logging.getLogger(__name__)
 
 #: The keys of run.json's ``"cli"`` entry, in the order they are written.
 RECORDED_KEYS = (
-    "data", "labels", "data_key", "labels_key", "scale", "dataset", "cache_dir", "latent_dim", "epochs", "batch_size", "clusters", "sweeps", "no_mm", "mm_message",
-    "lengths", "sequence_key", "precision",
+    "data",
+    "labels",
+    "data_key",
+    "labels_key",
+    "scale",
+    "dataset",
+    "cache_dir",
+    "latent_dim",
+    "epochs",
+    "batch_size",
+    "clusters",
+    "sweeps",
+    "no_mm",
+    "mm_message",
+    "lengths",
+    "sequence_key",
+    "precision",
 )
 _SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(DataSource))
 
@@ -62,7 +77,10 @@ class TutorialRecipe:
 
     @classmethod
     def from_options(cls, options: Any) -> TutorialRecipe:
-        """A recipe from anything with the options as attributes (an ``argparse.Namespace``); absent ones take the defaults."""
+        """A recipe from anything with the options as attributes (an ``argparse.Namespace``).
+
+        Absent options take the defaults.
+        """
         return cls.from_recorded({k: getattr(options, k) for k in RECORDED_KEYS if hasattr(options, k)})
 
     @classmethod
@@ -74,7 +92,10 @@ class TutorialRecipe:
 
     def recorded(self) -> dict[str, Any]:
         """run.json's ``"cli"`` entry: every option, with the data, labels and lengths files as absolute paths."""
-        values = {**dataclasses.asdict(self.source), **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}}
+        values = {
+            **dataclasses.asdict(self.source),
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"},
+        }
         out = {k: values[k] for k in RECORDED_KEYS}
         for key in ("data", "labels", "lengths"):
             if out[key]:
@@ -86,7 +107,9 @@ class TutorialRecipe:
         return load_run_inputs(self.source)
 
     def build(self, data: np.ndarray, labels: np.ndarray | None, lengths: np.ndarray | None = None) -> list[Any]:
-        """The graph on ``data`` (N, D), scored against ``labels`` (N,), on ``lengths`` (S,) sequences; a new one per call.
+        """The graph on ``data`` (N, D), scored against ``labels`` (N,), on ``lengths`` (S,) sequences.
+
+        A new graph per call.
 
         Raises
         ------
@@ -96,9 +119,15 @@ class TutorialRecipe:
         from actors import GMM, VAE, MarkovModel, Observation
 
         if self.clusters > data.shape[0]:
-            raise SerketRayError(f"--clusters should be at most the number of points {data.shape[0]}, got {self.clusters}")
+            raise SerketRayError(
+                f"--clusters should be at most the number of points {data.shape[0]}, got {self.clusters}"
+            )
         if self.batch_size > data.shape[0]:
-            log.warning("--batch-size %d is larger than the data (%d points): every epoch is one full batch", self.batch_size, data.shape[0])
+            log.warning(
+                "--batch-size %d is larger than the data (%d points): every epoch is one full batch",
+                self.batch_size,
+                data.shape[0],
+            )
         obs = Observation(data, lengths=lengths)
         vae = VAE(self.latent_dim, itr=self.epochs, batch_size=self.batch_size, precision=self.precision)
         gmm = GMM(self.clusters, itr=self.sweeps, category=labels)

@@ -98,7 +98,9 @@ def recognise(
     if vae_name is not None:
         if vae_name not in last:
             raise CheckpointError(f"{model} should hold a learned VAE (at least one completed round), got none")
-        cfg_dict = {k: v for k, v in manifest["modules"][vae_name]["config"].items() if k in VAEConfig.__dataclass_fields__}
+        cfg_dict = {
+            k: v for k, v in manifest["modules"][vae_name]["config"].items() if k in VAEConfig.__dataclass_fields__
+        }
         cfg = VAEConfig(**cfg_dict)
         worker = VAEWorker(cfg, vae_name, gmm_name, "obs", np.random.SeedSequence(0), encoder, decoder)
         state = load_state(last[vae_name])
@@ -139,9 +141,16 @@ def recognise(
         acc = accuracy(classes, labels) if training is None else accuracy_under(classes, labels, np.asarray(training))
         matched_by = "recognised data (the training run had no labels)" if training is None else "training"
         np.savetxt(out / gmm_name / "acc_recog.txt", [acc])
-    atomic_write_json(out / "recog.json", {"model": str(model.resolve()), "n_points": int(data.shape[0]), "accuracy": acc,
-                                            "matching": matched_by,
-                                            "used_mm": bool(use_mm and mm_name in last),
-                                            "n_sequences": 1 if lengths is None else int(lengths.size)})
+    atomic_write_json(
+        out / "recog.json",
+        {
+            "model": str(model.resolve()),
+            "n_points": int(data.shape[0]),
+            "accuracy": acc,
+            "matching": matched_by,
+            "used_mm": bool(use_mm and mm_name in last),
+            "n_sequences": 1 if lengths is None else int(lengths.size),
+        },
+    )
     log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)
     return RecogResult(classes=classes, probs=probs, z=z, accuracy=acc, out_dir=out)

@@ -117,11 +117,15 @@ def _open_run(out_dir: Path) -> tuple[_Run, list[str]]:
         Not a run, a run without a completed update, or one with no VAE, GMM or MM.
     """
     if not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir} should be a serket-ray run directory, got {'a file' if out_dir.exists() else 'nothing'} there")
+        raise CheckpointError(
+            f"{out_dir} should be a serket-ray run directory, got {'a file' if out_dir.exists() else 'nothing'} there"
+        )
     manifest = load_manifest(out_dir)
     notes: list[str] = []
     if not isinstance(manifest.get("modules"), dict) or not isinstance(manifest.get("updates"), list):
-        raise CheckpointError(f"{out_dir / 'run.json'} should hold 'modules' (a mapping) and 'updates' (a list), got something else")
+        raise CheckpointError(
+            f"{out_dir / 'run.json'} should hold 'modules' (a mapping) and 'updates' (a list), got something else"
+        )
     module_of: dict[str, str] = {}
     for kind in ("vae", "gmm", "mm"):
         names = sorted(n for n, m in manifest["modules"].items() if isinstance(m, dict) and m.get("kind") == kind)
@@ -130,13 +134,19 @@ def _open_run(out_dir: Path) -> tuple[_Run, list[str]]:
         if len(names) > 1:
             notes.append(f"The run has {len(names)} {kind.upper()} modules; the report shows the first, {names[0]}.")
     if not module_of:
-        raise CheckpointError(f"{out_dir} should hold a VAE, GMM or MM module, got modules {sorted(manifest['modules'])}")
-    last_round = {name: rec.round for name, rec in last_updates(records_of(manifest, str(out_dir / "run.json"))).items()}
+        raise CheckpointError(
+            f"{out_dir} should hold a VAE, GMM or MM module, got modules {sorted(manifest['modules'])}"
+        )
+    last_round = {
+        name: rec.round for name, rec in last_updates(records_of(manifest, str(out_dir / "run.json"))).items()
+    }
     if not last_round:
         raise CheckpointError(f"{out_dir} holds no completed update yet; nothing to report")
     for name, rnd in last_round.items():
         if not (out_dir / name / f"{rnd:03d}").is_dir():
-            raise CheckpointError(f"{out_dir / name / f'{rnd:03d}'} should hold the checkpoint run.json records, got no such directory")
+            raise CheckpointError(
+                f"{out_dir / name / f'{rnd:03d}'} should hold the checkpoint run.json records, got no such directory"
+            )
     return _Run(out_dir, manifest, module_of, last_round), notes
 
 
@@ -197,7 +207,9 @@ def _recover_inputs(
         try:
             data, recorded_labels, source = _reload_recorded(cli)
         except (SerketRayError, OSError) as exc:
-            notes.append(f"The data could not be reloaded from the recorded command line ({exc}); original images are not shown.")
+            notes.append(
+                f"The data could not be reloaded from the recorded command line ({exc}); original images are not shown."
+            )
     elif data is None:  # started from Python: the embedded digits are recognised by their SHA-256
         digits, digit_labels = default_digits()
         if len(obs) == 1 and fingerprint[obs[0]]["sha256"] == _data_sha256(digits):
@@ -209,12 +221,19 @@ def _recover_inputs(
             notes.append(f"The run has {len(obs)} observation modules; original images are not shown.")
             data = recorded_labels = None
         elif fingerprint[obs[0]]["sha256"] != _data_sha256(data):
-            notes.append(f"The data found ({source}) differ from the data the run used (SHA-256 mismatch); original images are not shown.")
+            notes.append(
+                f"The data found ({source}) differ from the data the run used (SHA-256 mismatch); original "
+                "images are not shown."
+            )
             data = recorded_labels = None
             source = "not available"
     if data is not None:
         n_points = data.shape[0]
-    if recorded_labels is not None and "labels_sha256" in fingerprint and _labels_sha256(recorded_labels) != fingerprint["labels_sha256"]:
+    if (
+        recorded_labels is not None
+        and "labels_sha256" in fingerprint
+        and _labels_sha256(recorded_labels) != fingerprint["labels_sha256"]
+    ):
         notes.append("The recorded labels differ from those the run used (SHA-256 mismatch); they are not used.")
         recorded_labels = None
     if labels is None:
@@ -256,9 +275,15 @@ def _chain_order(trans: np.ndarray) -> list[int]:
     return order
 
 
-def _match(classes: np.ndarray, labels: np.ndarray | None, n_clusters: int, trans: np.ndarray | None = None) -> _Matching:
+def _match(
+    classes: np.ndarray, labels: np.ndarray | None, n_clusters: int, trans: np.ndarray | None = None
+) -> _Matching:
     if labels is None:
-        ids = _chain_order(trans) if trans is not None and trans.shape == (n_clusters, n_clusters) else list(range(n_clusters))
+        ids = (
+            _chain_order(trans)
+            if trans is not None and trans.shape == (n_clusters, n_clusters)
+            else list(range(n_clusters))
+        )
         return _Matching(ids, [f"c{k}" for k in ids], [], {})
     pairs = [(int(lab), int(c)) for c, lab in best_matching(classes, labels)]
     # clusters above the highest one used are left out of the matching; pair them with the labels
@@ -320,7 +345,14 @@ def _plot_accuracy(acc: list[float | None], chance: float | None, path: Path) ->
             ax.annotate(f"{a:.3f}", (r, a), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=9)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
-        ax.text(0.6, chance + 0.015, f"always the most frequent label: {chance:.3f}", color="dimgrey", fontsize=8, va="bottom")
+        ax.text(
+            0.6,
+            chance + 0.015,
+            f"always the most frequent label: {chance:.3f}",
+            color="dimgrey",
+            fontsize=8,
+            va="bottom",
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
@@ -339,8 +371,15 @@ def _annotate_cells(ax: Any, image: Any, values: np.ndarray, fmt: str) -> None:
     luminance = 0.2126 * rgba[..., 0] + 0.7152 * rgba[..., 1] + 0.0722 * rgba[..., 2]
     for i in range(n_rows):
         for j in range(n_cols):
-            ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=size,
-                    color="black" if luminance[i, j] > 0.5 else "white")
+            ax.text(
+                j,
+                i,
+                format(values[i, j], fmt),
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="black" if luminance[i, j] > 0.5 else "white",
+            )
 
 
 def _plot_confusion(classes: np.ndarray, labels: np.ndarray, match: _Matching, path: Path) -> Path:
@@ -356,7 +395,10 @@ def _plot_confusion(classes: np.ndarray, labels: np.ndarray, match: _Matching, p
     if max(n_r, n_c) <= 20:
         _annotate_cells(ax, im, counts, "d")
     empty = counts.sum(axis=0) == 0
-    ticks = [(name if name.startswith("c") else f"{name}\n(c{c})") + ("\nempty" if e else "") for name, c, e in zip(match.cluster_names, match.clusters, empty)]
+    ticks = [
+        (name if name.startswith("c") else f"{name}\n(c{c})") + ("\nempty" if e else "")
+        for name, c, e in zip(match.cluster_names, match.clusters, empty)
+    ]
     ax.set_xticks(range(n_c), ticks, fontsize=8)
     ax.set_yticks(range(n_r), [str(v) for v in match.labels])
     ax.set_xlabel("GMM cluster: matched label (cluster id)")
@@ -397,17 +439,36 @@ def _pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return zc @ vt[:2].T, s[:2] ** 2 / total
 
 
-def _scatter_panel(ax: Any, xy: np.ndarray, groups: np.ndarray, order: list[int], names: list[str], colours: np.ndarray, title: str, legend_title: str) -> None:
+def _scatter_panel(
+    ax: Any,
+    xy: np.ndarray,
+    groups: np.ndarray,
+    order: list[int],
+    names: list[str],
+    colours: np.ndarray,
+    title: str,
+    legend_title: str,
+) -> None:
     for g, name, colour in zip(order, names, colours):
         sel = groups == g
         if sel.any():
             ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=colour, alpha=0.6, linewidths=0, label=name, rasterized=True)
     ax.set_title(title)
     if len(order) <= 20:
-        ax.legend(title=legend_title, fontsize=8, title_fontsize=8, markerscale=2.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.legend(
+            title=legend_title,
+            fontsize=8,
+            title_fontsize=8,
+            markerscale=2.5,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+        )
 
 
-def _plot_latent(z: np.ndarray, classes: np.ndarray, labels: np.ndarray | None, match: _Matching, path: Path) -> tuple[Path, np.ndarray]:
+def _plot_latent(
+    z: np.ndarray, classes: np.ndarray, labels: np.ndarray | None, match: _Matching, path: Path
+) -> tuple[Path, np.ndarray]:
     """PCA map of the latents (N, d), coloured by GMM cluster and, beside it, by true label."""
     xy, explained = _pca_2d(z)
     n_labels = len(match.labels)
@@ -415,15 +476,34 @@ def _plot_latent(z: np.ndarray, classes: np.ndarray, labels: np.ndarray | None, 
     colours = _category_colours(n_labels + len(match.clusters) - len(match.label_of))
     label_colour = {lab: colours[i] for i, lab in enumerate(match.labels)}
     extra = iter(colours[n_labels:])
-    cluster_colours = np.array([label_colour[match.label_of[c]] if c in match.label_of else next(extra) for c in match.clusters])
+    cluster_colours = np.array(
+        [label_colour[match.label_of[c]] if c in match.label_of else next(extra) for c in match.clusters]
+    )
     panels = 2 if labels is not None else 1
     fig = _figure(5.6 * panels + 0.4, 4.8)
     axes = fig.subplots(1, panels, sharex=True, sharey=True, squeeze=False)[0]
     names = [f"c{c} → {match.label_of[c]}" if c in match.label_of else f"c{c}" for c in match.clusters]
-    _scatter_panel(axes[0], xy, classes, match.clusters, names, cluster_colours, "coloured by GMM cluster", "cluster → label" if match.label_of else "cluster")
+    _scatter_panel(
+        axes[0],
+        xy,
+        classes,
+        match.clusters,
+        names,
+        cluster_colours,
+        "coloured by GMM cluster",
+        "cluster → label" if match.label_of else "cluster",
+    )
     if labels is not None:
-        _scatter_panel(axes[1], xy, labels, match.labels, [str(v) for v in match.labels], np.array([label_colour[v] for v in match.labels]),
-                       "coloured by true label", "label")
+        _scatter_panel(
+            axes[1],
+            xy,
+            labels,
+            match.labels,
+            [str(v) for v in match.labels],
+            np.array([label_colour[v] for v in match.labels]),
+            "coloured by true label",
+            "label",
+        )
     for ax in axes:
         ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)")
         ax.grid(True, alpha=0.2)
@@ -442,7 +522,9 @@ def _pick_examples(n_points: int, labels: np.ndarray | None, n: int = 20) -> np.
     return np.sort(np.concatenate(picked))[:n]
 
 
-def _plot_reconstructions(x_hat: np.ndarray, data: np.ndarray | None, idx: np.ndarray, labels: np.ndarray | None, path: Path) -> Path:
+def _plot_reconstructions(
+    x_hat: np.ndarray, data: np.ndarray | None, idx: np.ndarray, labels: np.ndarray | None, path: Path
+) -> Path:
     """Reconstructions (N, D) of the points ``idx``, under their originals (N, D) when known."""
     d = x_hat.shape[1]
     side = math.isqrt(d)
@@ -457,7 +539,7 @@ def _plot_reconstructions(x_hat: np.ndarray, data: np.ndarray | None, idx: np.nd
         n_rows = n_groups * rows_per
         fig = _figure(1.0 * n_cols + 1.3, 1.05 * n_rows + 0.7)
         axes = fig.subplots(n_rows, n_cols, squeeze=False)
-        kinds = (["original", "reconstruction"] if data is not None else ["reconstruction"])
+        kinds = ["original", "reconstruction"] if data is not None else ["reconstruction"]
         for k, i in enumerate(idx):
             g, c = divmod(k, n_cols)
             for r, arr in enumerate(shown):
@@ -475,8 +557,14 @@ def _plot_reconstructions(x_hat: np.ndarray, data: np.ndarray | None, idx: np.nd
         for g in range(n_groups):
             for r, kind in enumerate(kinds):
                 axes[g * rows_per + r, 0].set_ylabel(kind, fontsize=8)
-        what = "Originals (upper row of each pair) and VAE reconstructions" if data is not None else "VAE reconstructions (data not available)"
-        fig.suptitle(f"{what}, last round; above each column: point index" + (" (true label)" if labels is not None else ""))
+        what = (
+            "Originals (upper row of each pair) and VAE reconstructions"
+            if data is not None
+            else "VAE reconstructions (data not available)"
+        )
+        fig.suptitle(
+            f"{what}, last round; above each column: point index" + (" (true label)" if labels is not None else "")
+        )
         return _save(fig, path)
     # features that are not a square image: one line plot per point
     k = min(6, len(idx))
@@ -490,7 +578,11 @@ def _plot_reconstructions(x_hat: np.ndarray, data: np.ndarray | None, idx: np.nd
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     axes[0].legend(fontsize=8, loc="upper right")
     axes[-1].set_xlabel("feature index")
-    what = "Original (black) and reconstructed (red) features" if data is not None else "Reconstructed features (data not available)"
+    what = (
+        "Original (black) and reconstructed (red) features"
+        if data is not None
+        else "Reconstructed features (data not available)"
+    )
     fig.suptitle(f"{what} of {k} points, VAE's last round")
     return _save(fig, path)
 
@@ -508,8 +600,16 @@ def _plot_loss(losses: list[np.ndarray], path: Path) -> Path:
         if r > 0:
             ax.axvline(start + 0.5, color="grey", linestyle="--", linewidth=0.8)
         if len(losses) <= 12:
-            ax.text(start + 0.5 + len(loss) / 2, 1.01, f"round {r + 1}", ha="center", va="bottom", fontsize=8, color="dimgrey",
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                start + 0.5 + len(loss) / 2,
+                1.01,
+                f"round {r + 1}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="dimgrey",
+                transform=ax.get_xaxis_transform(),
+            )
         start += len(loss)
     if float(y.min()) > 0 and ymax / float(y.min()) > 20:
         ax.set_yscale("log")
@@ -525,9 +625,11 @@ def _plot_loss(losses: list[np.ndarray], path: Path) -> Path:
 
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.92em; } th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+table { border-collapse: collapse; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.92em; color: #444; max-width: 60em; } .notes li { color: #8a4b00; }
@@ -546,37 +648,62 @@ def _rounds_table(rounds: list[dict[str, Any]], accuracy: list[float | None], mo
         acc = accuracy[i] if i < len(accuracy) else None
         total = sum(float(v) for v in secs.values()) if secs else None
         acc_cell = '<td class="acc">—</td>' if acc is None else f'<td class="acc">{acc:.4f}</td>'
-        rows.append(f"<tr><td>{int(entry.get('round', i)) + 1}</td>{acc_cell}"
-                    + "".join(_cell(secs.get(m), ".2f") for m in modules) + _cell(total, ".2f") + "</tr>")
-    return (f'<table id="rounds"><thead><tr><th>round</th><th>accuracy</th>{head}<th>total (s)</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+        rows.append(
+            f"<tr><td>{int(entry.get('round', i)) + 1}</td>{acc_cell}"
+            + "".join(_cell(secs.get(m), ".2f") for m in modules)
+            + _cell(total, ".2f")
+            + "</tr>"
+        )
+    return (
+        f'<table id="rounds"><thead><tr><th>round</th><th>accuracy</th>{head}<th>total (s)</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _config_line(manifest: dict[str, Any], name: str) -> str:
     entry = manifest["modules"].get(name, {})
     cfg = entry.get("config", {}) if isinstance(entry, dict) else {}
-    keys = {"vae": ("latent_dim", "epochs", "batch_size", "hidden"), "gmm": ("n_components", "n_sweeps"), "mm": ("message", "counts", "alpha")}
+    keys = {
+        "vae": ("latent_dim", "epochs", "batch_size", "hidden"),
+        "gmm": ("n_components", "n_sweeps"),
+        "mm": ("message", "counts", "alpha"),
+    }
     shown = ", ".join(f"{k} = {cfg[k]}" for k in keys.get(entry.get("kind", ""), ()) if k in cfg)
-    return f"<li><code>{html.escape(name)}</code> ({html.escape(str(entry.get('kind', '?')))}){': ' + html.escape(shown) if shown else ''}</li>"
+    kind = html.escape(str(entry.get("kind", "?")))
+    detail = ": " + html.escape(shown) if shown else ""
+    return f"<li><code>{html.escape(name)}</code> ({kind}){detail}</li>"
 
 
-def _write_html(path: Path, run: _Run, source: str, accuracy: list[float | None], acc_note: str,
-                figures: list[tuple[str, Path, str]], notes: list[str]) -> None:
+def _write_html(
+    path: Path,
+    run: _Run,
+    source: str,
+    accuracy: list[float | None],
+    acc_note: str,
+    figures: list[tuple[str, Path, str]],
+    notes: list[str],
+) -> None:
     m = run.manifest
     rounds = m.get("rounds", [])
     modules = sorted({k for r in rounds for k in r.get("seconds", {})})
     title = f"serket-ray report: {run.out.name}"
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
         "<ul>",
         f"<li>run directory: <code>{html.escape(str(run.out.resolve()))}</code></li>",
         f"<li>data: {html.escape(source)}; {m.get('n_points', '?')} points</li>",
         f"<li>seed {html.escape(str(m.get('seed')))}, backend {html.escape(str(m.get('backend', '?')))}, "
         f"{len(rounds)} round(s) completed of {html.escape(str(m.get('target_rounds', '?')))}"
-        + (f", {float(m['total_seconds']):.1f} s in all" if isinstance(m.get("total_seconds"), (int, float)) else "") + "</li>",
+        + (f", {float(m['total_seconds']):.1f} s in all" if isinstance(m.get("total_seconds"), (int, float)) else "")
+        + "</li>",
         "</ul>",
-        "<h2>Modules</h2><ul>", *(_config_line(m, name) for name in sorted(m["modules"]) if name in run.last_round), "</ul>",
+        "<h2>Modules</h2><ul>",
+        *(_config_line(m, name) for name in sorted(m["modules"]) if name in run.last_round),
+        "</ul>",
         "<h2>Rounds</h2>",
         "<p>Accuracy: fraction of points whose GMM cluster is matched (Hungarian matching) to their label. "
         f"Seconds: wall time of each module's update.{html.escape(acc_note)}</p>",
@@ -586,8 +713,10 @@ def _write_html(path: Path, run: _Run, source: str, accuracy: list[float | None]
         parts += ['<h2>Notes</h2><ul class="notes">', *(f"<li>{html.escape(n)}</li>" for n in notes), "</ul>"]
     parts.append("<h2>Figures</h2>")
     for name, png, caption in figures:
-        parts.append(f'<figure id="{name}"><img src="{html.escape(png.name)}" alt="{html.escape(name)}">'
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure id="{name}"><img src="{html.escape(png.name)}" alt="{html.escape(name)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
     parts.append("</body></html>")
     checkpoint.atomic_write_bytes(path, ("\n".join(parts) + "\n").encode())
 
@@ -642,9 +771,13 @@ def make_report(
 
     gmm = run.arrays("gmm", "report.arrow")
     classes = None if gmm is None else np.asarray(gmm["labels"], dtype=np.int64)
-    n_clusters = 0 if gmm is None else max(int(gmm["weights"].shape[0]) if "weights" in gmm else 0, int(classes.max()) + 1)
+    n_clusters = (
+        0 if gmm is None else max(int(gmm["weights"].shape[0]) if "weights" in gmm else 0, int(classes.max()) + 1)
+    )
     if labels is not None and classes is not None and len(labels) != len(classes):
-        raise CheckpointError(f"{out}: the GMM's last round has {len(classes)} points, the labels {len(labels)}; they should be equal")
+        raise CheckpointError(
+            f"{out}: the GMM's last round has {len(classes)} points, the labels {len(labels)}; they should be equal"
+        )
 
     # accuracy per round: as recorded, else computed here from each round's clusters
     accuracy: list[float | None] = [r.get("accuracy") for r in rounds]
@@ -652,13 +785,23 @@ def make_report(
     if labels is not None and gmm is not None and not any(a is not None for a in accuracy):
         gmm_name = run.module_of["gmm"]
         done = {u["round"] for u in m["updates"] if u["module"] == gmm_name}
-        accuracy = [matched_accuracy(run.arrays("gmm", "report.arrow", i)["labels"], labels) if i in done else None for i in range(len(rounds))]
+        accuracy = [
+            matched_accuracy(run.arrays("gmm", "report.arrow", i)["labels"], labels) if i in done else None
+            for i in range(len(rounds))
+        ]
         acc_note = " The run recorded no accuracy; it was computed here from the labels given."
     if any(a is not None for a in accuracy):
         chance = None if labels is None else float(np.bincount(labels - labels.min()).max() / len(labels))
-        figures.append(("accuracy", _plot_accuracy(accuracy, chance, report_dir / "accuracy.png"),
-                        "GMM clustering accuracy after each round: the fraction of points whose cluster is matched to their label by the "
-                        "best one-to-one (Hungarian) matching. The dashed line is what always answering the most frequent label would score."))
+        figures.append(
+            (
+                "accuracy",
+                _plot_accuracy(accuracy, chance, report_dir / "accuracy.png"),
+                "GMM clustering accuracy after each round: the fraction of points whose cluster is matched to "
+                "their label by the "
+                "best one-to-one (Hungarian) matching. The dashed line is what always answering the most "
+                "frequent label would score.",
+            )
+        )
     else:
         notes.append("No accuracy figure: the run recorded no accuracy and no labels were given (use --labels FILE).")
 
@@ -668,22 +811,44 @@ def make_report(
     if classes is None:
         notes.append("No GMM module: the confusion matrix, transition and latent figures need its clusters.")
     elif labels is not None:
-        figures.append(("confusion", _plot_confusion(classes, labels, match, report_dir / "confusion.png"),
-                        "Points of each true label (rows) in each GMM cluster (columns), last round. Clusters are ordered by the label "
-                        "they are matched to, so the diagonal holds the matched pairs; unmatched clusters come last."))
+        figures.append(
+            (
+                "confusion",
+                _plot_confusion(classes, labels, match, report_dir / "confusion.png"),
+                "Points of each true label (rows) in each GMM cluster (columns), last round. Clusters are "
+                "ordered by the label "
+                "they are matched to, so the diagonal holds the matched pairs; unmatched clusters come last.",
+            )
+        )
     else:
         notes.append("No confusion matrix: it needs labels (use --labels FILE).")
 
     if trans is not None and match is not None:
-        by = ("Clusters are named by the label they are matched to (unmatched ones as c<id>) and ordered by it; in the tutorial's "
-              "data (digits in the order 0, 1, ..., 9, 0, ...) a good model puts its mass just right of the diagonal.") if match.label_of else \
-             ("Clusters are named by their id (no labels to match them to) and ordered along the most probable transitions "
-              "(from c0, each next one is the likeliest successor not yet listed), so a repeating sequence shows just right of the diagonal.")
+        by = (
+            (
+                "Clusters are named by the label they are matched to (unmatched ones as c<id>) and ordered by "
+                "it; in the tutorial's "
+                "data (digits in the order 0, 1, ..., 9, 0, ...) a good model puts its mass just right of the diagonal."
+            )
+            if match.label_of
+            else (
+                "Clusters are named by their id (no labels to match them to) and ordered along the most "
+                "probable transitions "
+                "(from c0, each next one is the likeliest successor not yet listed), so a repeating sequence "
+                "shows just right of the diagonal."
+            )
+        )
         empty = [name for name, c in zip(match.cluster_names, match.clusters) if not (classes == c).any()]
         if empty:
             by += f" Clusters without points ({', '.join(empty)}) keep the prior's uniform row."
-        figures.append(("transitions", _plot_transitions(trans, match, report_dir / "transitions.png"),
-                        f"The Markov model's learned transition matrix, last round: row = current cluster, column = next cluster; rows sum to one. {by}"))
+        figures.append(
+            (
+                "transitions",
+                _plot_transitions(trans, match, report_dir / "transitions.png"),
+                "The Markov model's learned transition matrix, last round: row = current cluster, column = "
+                f"next cluster; rows sum to one. {by}",
+            )
+        )
     elif "mm" not in run.module_of:
         notes.append("No transition figure: the run has no Markov model (--no-mm).")
 
@@ -691,10 +856,20 @@ def make_report(
         z = run.message("vae", "latents.arrow").z
         if classes is not None and len(classes) == len(z):
             path, explained = _plot_latent(z, classes, labels, match, report_dir / "latent.png")
-            side = " (left) and by true label (right)" if labels is not None else " (no labels: the by-label panel is left out)"
-            figures.append(("latent", path, f"The VAE's latent vectors of the last round projected on their first two principal components "
-                            f"({100 * explained.sum():.0f}% of the variance), coloured by GMM cluster{side}."
-                            + (" A cluster matched to a label has that label's colour." if labels is not None else "")))
+            side = (
+                " (left) and by true label (right)"
+                if labels is not None
+                else " (no labels: the by-label panel is left out)"
+            )
+            figures.append(
+                (
+                    "latent",
+                    path,
+                    f"The VAE's latent vectors of the last round projected on their first two principal components "
+                    f"({100 * explained.sum():.0f}% of the variance), coloured by GMM cluster{side}."
+                    + (" A cluster matched to a label has that label's colour." if labels is not None else ""),
+                )
+            )
         x_hat = run.message("vae", "reconstruction.arrow").x_hat
         idx = _pick_examples(x_hat.shape[0], labels)
         shown_data = data if data is not None and data.shape == x_hat.shape else None
@@ -704,17 +879,39 @@ def make_report(
         elif square:
             caption = "Originals above their reconstructions by the VAE's last round"
         else:
-            caption = "Original features (black) and their reconstructions (red) by the VAE's last round, one point a row"
-        caption += ", the first points of each label." if labels is not None and len(np.unique(labels)) <= len(idx) else ", the first points."
+            caption = (
+                "Original features (black) and their reconstructions (red) by the VAE's last round, one point a row"
+            )
+        caption += (
+            ", the first points of each label."
+            if labels is not None and len(np.unique(labels)) <= len(idx)
+            else ", the first points."
+        )
         if not square:
             caption += f" The {x_hat.shape[1]} features are not a square image, so they are drawn as lines."
-        figures.append(("reconstructions", _plot_reconstructions(x_hat, shown_data, idx, labels, report_dir / "reconstructions.png"), caption))
+        figures.append(
+            (
+                "reconstructions",
+                _plot_reconstructions(x_hat, shown_data, idx, labels, report_dir / "reconstructions.png"),
+                caption,
+            )
+        )
         vae_name = run.module_of["vae"]
-        losses = [run.arrays("vae", "report.arrow", r)["loss"] for r in sorted({u["round"] for u in m["updates"] if u["module"] == vae_name})]
+        losses = [
+            run.arrays("vae", "report.arrow", r)["loss"]
+            for r in sorted({u["round"] for u in m["updates"] if u["module"] == vae_name})
+        ]
         if sum(len(v) for v in losses):
-            figures.append(("loss", _plot_loss(losses, report_dir / "loss.png"),
-                            "The VAE's loss (negative ELBO per point, averaged over each epoch) over every epoch of every round, end to end; "
-                            "dashed lines mark where a round starts (the VAE continues from its previous weights, with the GMM's new prior)."))
+            figures.append(
+                (
+                    "loss",
+                    _plot_loss(losses, report_dir / "loss.png"),
+                    "The VAE's loss (negative ELBO per point, averaged over each epoch) over every epoch of "
+                    "every round, end to end; "
+                    "dashed lines mark where a round starts (the VAE continues from its previous weights, with "
+                    "the GMM's new prior).",
+                )
+            )
     else:
         notes.append("No latent, reconstruction or loss figures: the run has no VAE module.")
 

@@ -24,7 +24,9 @@ def differences(manifest: dict[str, Any], session: Session) -> list[str]:
         old_len = old.get("lengths") if isinstance(old, dict) else None
         new_len = new.get("lengths") if isinstance(new, dict) else None
         if old_len != new_len:
-            diffs.append(f"lengths of {name}: recorded {_describe_lengths(old_len)}, given {_describe_lengths(new_len)}")
+            diffs.append(
+                f"lengths of {name}: recorded {_describe_lengths(old_len)}, given {_describe_lengths(new_len)}"
+            )
     if _without_lengths(old_data) != _without_lengths(new_data):
         diffs.append(f"data: recorded {_short(old_data)}, given {_short(new_data)}")
     old_mods, new_mods = manifest["modules"], now["modules"]

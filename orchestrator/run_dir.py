@@ -117,8 +117,6 @@ def last_intact_updates(out_dir: Path, manifest: dict[str, Any], what: str = "th
     return last_updates(records)
 
 
-
-
 def load_state(directory: Path) -> dict[str, Any]:
     """A worker's state from a checkpoint directory (``state.arrow`` plus blob files)."""
     arrays, meta = checkpoint.table_arrays(checkpoint.read_table(directory / "state.arrow"))

@@ -90,7 +90,9 @@ class RunLock:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                     raise
                 info = _read(self.path)
-                raise LockError(f"{self.out_dir} is in use by {_describe(info)}; wait for it to end or stop it first") from None
+                raise LockError(
+                    f"{self.out_dir} is in use by {_describe(info)}; wait for it to end or stop it first"
+                ) from None
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -193,4 +195,3 @@ def release_all() -> None:
     for entry in list(_HELD.values()):
         entry[0].release()
     _HELD.clear()
-

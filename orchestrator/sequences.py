@@ -77,7 +77,8 @@ def random_transitions(
     """
     if n_classes < 1 or n_successors < 1 or concentration <= 0 or not 0 <= floor < 1:
         raise ValueError(
-            f"need n_classes >= 1, n_successors >= 1, concentration > 0 and floor in [0, 1), got {n_classes}, {n_successors}, {concentration}, {floor}"
+            f"need n_classes >= 1, n_successors >= 1, concentration > 0 and floor in [0, 1), got {n_classes}, "
+            f"{n_successors}, {concentration}, {floor}"
         )
     k = n_classes
     support = np.zeros((k, k), dtype=bool)
@@ -124,7 +125,9 @@ def _check_transitions(trans: np.ndarray, k: int | None = None) -> np.ndarray:
     return trans
 
 
-def sample_chain(trans: np.ndarray, n_points: int, rng: np.random.Generator, initial: np.ndarray | None = None) -> np.ndarray:
+def sample_chain(
+    trans: np.ndarray, n_points: int, rng: np.random.Generator, initial: np.ndarray | None = None
+) -> np.ndarray:
     """A class sequence drawn from a Markov chain.
 
     Parameters
@@ -274,7 +277,14 @@ def chain_sequence(
     trans = random_transitions(k, rng, **random_options) if transitions is None else _check_transitions(transitions, k)  # type: ignore[arg-type]
     states = sample_chain(trans, n_points, rng)
     indices, n_reused = draw_points(inverse, states, rng)
-    return ChainSequence(data=data[indices], labels=labels[indices], indices=indices, classes=classes, transitions=trans, n_reused=n_reused)
+    return ChainSequence(
+        data=data[indices],
+        labels=labels[indices],
+        indices=indices,
+        classes=classes,
+        transitions=trans,
+        n_reused=n_reused,
+    )
 
 
 def draw_points(inverse: np.ndarray, states: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -315,5 +325,7 @@ def draw_points(inverse: np.ndarray, states: np.ndarray, rng: np.random.Generato
             indices[where[fresh:]] = members[rng.integers(0, len(members), size=extra)]
             n_reused += extra
     if n_reused:
-        log.info("chain sequence: %d of %d points reuse a point of their class (the class ran out)", n_reused, len(states))
+        log.info(
+            "chain sequence: %d of %d points reuse a point of their class (the class ran out)", n_reused, len(states)
+        )
     return indices, n_reused

@@ -77,8 +77,13 @@ def recognise_graph(module: Module) -> Any:
     labels = gmm.labels() if gmm is not None else None
     obs = graph.observations[0]
     result = recognise(
-        Path.cwd(), obs.data, Path.cwd(), labels=labels,
-        encoder=vae.encoder if vae else None, decoder=vae.decoder if vae else None, lengths=obs.lengths,
+        Path.cwd(),
+        obs.data,
+        Path.cwd(),
+        labels=labels,
+        encoder=vae.encoder if vae else None,
+        decoder=vae.decoder if vae else None,
+        lengths=obs.lengths,
     )
     _RECOGNISED.update(graph.modules)
     return result

@@ -153,8 +153,10 @@ class Session:
         learnable = list(self.graph.learnable)
         self.actor_resources = {m: self._resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
         bundles = executor.reserve(
-            [self.actor_resources[m] for m in learnable], labels=[self.graph.name(m) for m in learnable],
-            strategy=self.placement_strategy, timeout=self.reserve_timeout,
+            [self.actor_resources[m] for m in learnable],
+            labels=[self.graph.name(m) for m in learnable],
+            strategy=self.placement_strategy,
+            timeout=self.reserve_timeout,
         )
         self.bundles = dict(zip(learnable, bundles))
         self.executor = executor
@@ -178,7 +180,10 @@ class Session:
         log.info("started %d workers on %s", len(self.workers), self.executor.name)
 
     def _record_placement(self, module: Module, worker: Any) -> None:
-        self.placement[self.graph.name(module)] = {**self.executor.node_of(worker), **self.executor.bundle_info(self.bundles.get(module))}
+        self.placement[self.graph.name(module)] = {
+            **self.executor.node_of(worker),
+            **self.executor.bundle_info(self.bundles.get(module)),
+        }
 
     def _resources_for(self, module: Module) -> dict[str, Any]:
         if self.backend != "ray":
@@ -214,24 +219,37 @@ class Session:
         while True:
             attempt += 1
             try:
-                inbox = {key: self.refs[(src, idx)] for key, (src, idx) in module.inbox_sources().items() if (src, idx) in self.refs}
+                inbox = {
+                    key: self.refs[(src, idx)]
+                    for key, (src, idx) in module.inbox_sources().items()
+                    if (src, idx) in self.refs
+                }
                 watch = on_progress if module.reports_progress else None
                 if module.reports_progress and self.backend == "local":  # called in-process after each epoch
                     self.workers[module].on_epoch = None if watch is None else functools.partial(watch, name)
                 elif module.reports_progress:  # pushed to a board actor; runs before update (calls are ordered)
-                    self.executor.call(self.workers[module], "watch", 1, sink=None if watch is None else self._progress_board())
+                    self.executor.call(
+                        self.workers[module], "watch", 1, sink=None if watch is None else self._progress_board()
+                    )
                 out_refs = self.executor.call(self.workers[module], "update", len(names), round=round_index, **inbox)
                 values = self._await(module, round_index, out_refs, None if self.backend == "local" else watch)
-                state = self.executor.get(self.executor.call(self.workers[module], "get_state", 1), timeout=self.timeout)[0]
+                state = self.executor.get(
+                    self.executor.call(self.workers[module], "get_state", 1), timeout=self.timeout
+                )[0]
                 break
-            except Exception as exc:  # noqa: BLE001 - only actor failures are retried, see _is_actor_failure
+            except Exception as exc:
                 if not self.executor.is_actor_failure(exc):
                     raise
                 if attempt > self.max_retries:
                     raise RuntimeError(
                         f"{name} failed in round {round_index} after {attempt} attempts: {type(exc).__name__}: {exc}"
                     ) from exc
-                log.warning("%s round %d: actor failed (%s); restarting from its last checkpoint", name, round_index, type(exc).__name__)
+                log.warning(
+                    "%s round %d: actor failed (%s); restarting from its last checkpoint",
+                    name,
+                    round_index,
+                    type(exc).__name__,
+                )
                 self._restart(module)
         for i, ref in enumerate(out_refs[:-1]):
             self.refs[(module, i)] = ref
@@ -239,13 +257,23 @@ class Session:
         messages = {k: v for k, v in outputs.items() if isinstance(v, Message)}
         meta = {"module": name, "round": round_index, "seed": self.seed, "schema_version": checkpoint.FORMAT_VERSION}
         scalars, files = checkpoint.write_update(
-            self.out_dir / name, round_index, messages, outputs["report"], state, meta,
+            self.out_dir / name,
+            round_index,
+            messages,
+            outputs["report"],
+            state,
+            meta,
             lambda d: module.export(d, outputs, self.labels),
         )
         seconds = time.perf_counter() - t0
         record = UpdateRecord(
-            name, round_index, seconds, float(outputs["report"].get("seconds", seconds)), scalars,
-            {f"{name}/{round_index:03d}/{k}": v for k, v in files.items()}, attempt,
+            name,
+            round_index,
+            seconds,
+            float(outputs["report"].get("seconds", seconds)),
+            scalars,
+            {f"{name}/{round_index:03d}/{k}": v for k, v in files.items()},
+            attempt,
         )
         self.records.append(record)
         self.rounds[module] = round_index + 1
@@ -255,14 +283,18 @@ class Session:
     def _watch(self, watch_progress: bool) -> None:
         """Start the progress board now (not at the first update) when progress is wanted on Ray."""
         if watch_progress and self.backend == "ray" and any(m.reports_progress for m in self.graph.learnable):
-            self.executor.get(self.executor.call(self._progress_board(), "latest", 1, name=""), timeout=self.reserve_timeout)
+            self.executor.get(
+                self.executor.call(self._progress_board(), "latest", 1, name=""), timeout=self.reserve_timeout
+            )
 
     def _progress_board(self) -> Any:
         if self._board is None:
             self._board = self.executor.start("progress", ProgressBoard, (), {"num_cpus": 0})
         return self._board
 
-    def _await(self, module: Module, round_index: int, refs: list[Any], on_progress: ProgressCallback | None) -> list[Any]:
+    def _await(
+        self, module: Module, round_index: int, refs: list[Any], on_progress: ProgressCallback | None
+    ) -> list[Any]:
         """The update's results within ``timeout`` seconds, polling its progress meanwhile."""
         if on_progress is None:
             return self.executor.get(refs, timeout=self.timeout)
@@ -270,12 +302,16 @@ class Session:
         t0 = time.perf_counter()
         left = self.timeout
         while left > 0 and not self.executor.wait(refs, timeout=min(self.progress_interval, left)):
-            info = self.executor.get(self.executor.call(self._progress_board(), "latest", 1, name=name), timeout=max(left, 0.001))[0]
+            info = self.executor.get(
+                self.executor.call(self._progress_board(), "latest", 1, name=name), timeout=max(left, 0.001)
+            )[0]
             if info is not None and info.get("round") == round_index:  # not a report left from the last round
                 on_progress(name, info)
             left = self.timeout - (time.perf_counter() - t0)
         values = self.executor.get(refs, timeout=max(left, 0.001))
-        on_progress(name, self.executor.get(self.executor.call(self.workers[module], "progress", 1), timeout=self.timeout)[0])
+        on_progress(
+            name, self.executor.get(self.executor.call(self.workers[module], "progress", 1), timeout=self.timeout)[0]
+        )
         return values
 
     def _start_worker(self, module: Module) -> Any:
@@ -324,7 +360,9 @@ class Session:
                 continue
             directory = update_dir(self.out_dir, last)
             state = load_state(directory)
-            self.executor.get(self.executor.call(self.workers[module], "set_state", 1, state=state), timeout=self.timeout)
+            self.executor.get(
+                self.executor.call(self.workers[module], "set_state", 1, state=state), timeout=self.timeout
+            )
             for i, out_name in enumerate(module.output_names()[:-1]):
                 if (directory / f"{out_name}.arrow").exists():
                     self.refs[(module, i)] = self.executor.put(saved_message(directory, out_name))
@@ -393,7 +431,9 @@ def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str,
         if key not in known:
             raise ConfigError(f"resources key {key!r} names no module of the graph; use one of {sorted(known)}")
         if value != "auto" and not isinstance(value, dict):
-            raise ConfigError(f"resources[{key!r}] should be \"auto\" or actor options like {{'num_cpus': 1}}, got {value!r}")
+            raise ConfigError(
+                f"resources[{key!r}] should be \"auto\" or actor options like {{'num_cpus': 1}}, got {value!r}"
+            )
     return dict(resources)
 
 
@@ -420,7 +460,12 @@ def data_fingerprint(graph: Graph, labels: np.ndarray | None) -> dict[str, Any]:
 def lengths_fingerprint(lengths: np.ndarray) -> dict[str, Any]:
     """Number of sequences, shortest and longest, and the SHA-256 of the lengths (S,)."""
     arr = np.ascontiguousarray(lengths, dtype=np.int64)
-    return {"n_sequences": int(arr.size), "min": int(arr.min()), "max": int(arr.max()), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+    return {
+        "n_sequences": int(arr.size),
+        "min": int(arr.min()),
+        "max": int(arr.max()),
+        "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+    }
 
 
 def code_version() -> str:

@@ -34,7 +34,7 @@ from typing import Any
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
+class Interrupted(BaseException):
     """A run was stopped by a signal.
 
     Attributes
@@ -106,6 +106,7 @@ def stop_on_signals(second_message: str = "") -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
     def handler(signum: int, frame: Any) -> None:
         if _STATE["requested"] is not None:  # a second signal while stopping: stop now
             if second_message:

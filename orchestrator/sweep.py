@@ -260,7 +260,9 @@ def sweep(
         raise ConfigError(f"each seed should be given once, got {seeds}")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
-    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1):
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
+    ):
         raise ConfigError(f"max_concurrent should be a positive integer, got {max_concurrent!r}")
     out = Path(out_dir)
     started = time.perf_counter()

@@ -65,9 +65,15 @@ def read_plain_table(path: str | Path, delimiter: str | None) -> np.ndarray | No
         table = csv.read_csv(
             pa.py_buffer(raw),
             read_options=csv.ReadOptions(column_names=names, block_size=4 << 20),
-            parse_options=csv.ParseOptions(delimiter=sep.decode(), quote_char=False, double_quote=False, escape_char=False),
-            convert_options=csv.ConvertOptions(column_types={n: pa.float64() for n in names}, null_values=[],
-                                               strings_can_be_null=False, quoted_strings_can_be_null=False),
+            parse_options=csv.ParseOptions(
+                delimiter=sep.decode(), quote_char=False, double_quote=False, escape_char=False
+            ),
+            convert_options=csv.ConvertOptions(
+                column_types={n: pa.float64() for n in names},
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except (pa.ArrowException, ValueError) as exc:  # ragged rows, a blank inside a row, a non-number...
         log.debug("%s: not a plain table for pyarrow (%s); using np.loadtxt", p, exc)

@@ -26,7 +26,9 @@ from orchestrator.cli import main
 DEFAULT_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_seq3000.npz"
 
 
-def cycle_sequences(images: np.ndarray, labels: np.ndarray, n_seq: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cycle_sequences(
+    images: np.ndarray, labels: np.ndarray, n_seq: int, length: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n_seq`` sequences of ``length`` points following the cycle of the labels from random starts.
 
     Returns
@@ -46,9 +48,31 @@ def cycle_sequences(images: np.ndarray, labels: np.ndarray, n_seq: int, length: 
 
 
 def run(out: Path, data: Path, labels: Path, lengths: Path | None, args: argparse.Namespace) -> dict[str, float]:
-    argv = ["run", "--data", str(data), "--labels", str(labels), "--out", str(out), "--overwrite", "--quiet",
-            "--backend", args.backend, "--rounds", str(args.rounds), "--epochs", str(args.epochs), "--batch-size", "500",
-            "--latent-dim", "18", "--sweeps", "100", "--seed", str(args.seed)]
+    argv = [
+        "run",
+        "--data",
+        str(data),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--quiet",
+        "--backend",
+        args.backend,
+        "--rounds",
+        str(args.rounds),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        "500",
+        "--latent-dim",
+        "18",
+        "--sweeps",
+        "100",
+        "--seed",
+        str(args.seed),
+    ]
     if lengths is not None:
         argv += ["--lengths", str(lengths)]
     if main(argv) != 0:
@@ -59,8 +83,11 @@ def run(out: Path, data: Path, labels: Path, lengths: Path | None, args: argpars
     classes = np.loadtxt(out / "module002_gmm" / "class_learn.txt", dtype=np.int64)
     y = np.load(labels)
     cycle = np.roll(np.eye(10), 1, axis=1)
-    return {"accuracy": manifest["rounds"][-1]["accuracy"], "tv": transition_distance(report["transitions"], classes, y, cycle),
-            "seconds": manifest.get("total_seconds")}
+    return {
+        "accuracy": manifest["rounds"][-1]["accuracy"],
+        "tv": transition_distance(report["transitions"], classes, y, cycle),
+        "seconds": manifest.get("total_seconds"),
+    }
 
 
 def main_(argv: list[str] | None = None) -> None:
@@ -85,7 +112,17 @@ def main_(argv: list[str] | None = None) -> None:
         if args.only not in (None, name):
             continue
         got = run(args.out / f"run_{name}", args.out / "x.npy", args.out / "y.npy", path, args)
-        print(json.dumps({"given": "--lengths (300 x 10)" if path else "one long sequence", "epochs": args.epochs, "seed": args.seed, **got}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "given": "--lengths (300 x 10)" if path else "one long sequence",
+                    "epochs": args.epochs,
+                    "seed": args.seed,
+                    **got,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. the cluster run
     t0 = time.perf_counter()
-    orch = Orchestrator([build_graph(digits)], out / "cluster", seed=args.seed, address=args.address, resources=RESOURCES)
+    orch = Orchestrator(
+        [build_graph(digits)], out / "cluster", seed=args.seed, address=args.address, resources=RESOURCES
+    )
     try:
         res = orch.run(args.rounds)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -90,11 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     result["head_node_id"] = head_ids[0] if head_ids else None
     result["vae_node_id"] = vae_ids[0] if vae_ids else None
     manifest = json.loads((out / "cluster" / "run.json").read_text())
-    result["placement"] = {name: m.get("node_id") for name, m in manifest["modules"].items() if m.get("kind") != "observation"}
+    result["placement"] = {
+        name: m.get("node_id") for name, m in manifest["modules"].items() if m.get("kind") != "observation"
+    }
     if len(nodes) != 2 or len(vae_ids) != 1 or len(head_ids) != 1:
         failures.append(f"expected a head and one vae_node node, got {result['nodes']}")
     if result["placement"].get("module001_vae") != result["vae_node_id"]:
-        failures.append(f"module001_vae ran on {result['placement'].get('module001_vae')}, not the vae_node node {result['vae_node_id']}")
+        failures.append(
+            f"module001_vae ran on {result['placement'].get('module001_vae')}, not the vae_node node "
+            f"{result['vae_node_id']}"
+        )
     for name, node in result["placement"].items():
         if name != "module001_vae" and node != result["head_node_id"]:
             failures.append(f"{name} ran on {node}, not the head {result['head_node_id']}")

@@ -53,7 +53,9 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240.0) -
 
 def snapshot(out: Path) -> dict[str, bytes]:
     """Every file of a run but run.json (which holds timings)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"}
+    return {
+        str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"
+    }
 
 
 def alive(pid: int) -> bool:

@@ -22,7 +22,9 @@ def digits_graph(n: int, epochs: int, batch_size: int, sweeps: int, latent_dim: 
     from orchestrator.recipe import TutorialRecipe
 
     images, labels = default_digits()
-    return TutorialRecipe(latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, sweeps=sweeps).build(images[:n], labels[:n])
+    return TutorialRecipe(latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, sweeps=sweeps).build(
+        images[:n], labels[:n]
+    )
 
 
 @pytest.fixture(scope="session")

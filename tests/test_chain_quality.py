@@ -15,7 +15,9 @@ from orchestrator.chain_kinds import independent_sequence, self_transition_matri
 from orchestrator.sequences import sample_chain
 
 
-def _run(z: np.ndarray, with_mm: bool, rounds: int, seed: int = 0, **gmm_options) -> tuple[np.ndarray, np.ndarray | None]:
+def _run(
+    z: np.ndarray, with_mm: bool, rounds: int, seed: int = 0, **gmm_options
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Classes (N,) and learned transitions after ``rounds`` GMM (+ MM) updates on latents z (N, d)."""
     gmm_seed, mm_seed = np.random.SeedSequence(seed).spawn(2)
     gmm = GMMWorker(GMMConfig(**gmm_options), "gmm", "mm", "vae", gmm_seed, sequence=with_mm)

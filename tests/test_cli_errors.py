@@ -34,8 +34,13 @@ def _files(tmp: Path) -> dict[str, Path]:
     paths["unknown"] = tmp / "data.xyz"
     paths["unknown"].write_bytes(bytes(range(256)) * 4)
     paths["missing"] = tmp / "missing.npy"
-    for name, text in (("lengths_sum", "10 10 5\n"), ("lengths_zero", "10\n0\n20\n"), ("lengths_negative", "40 -10\n"),
-                       ("lengths_float", "10.5 19.5\n"), ("lengths_empty", "# no sequences\n")):
+    for name, text in (
+        ("lengths_sum", "10 10 5\n"),
+        ("lengths_zero", "10\n0\n20\n"),
+        ("lengths_negative", "40 -10\n"),
+        ("lengths_float", "10.5 19.5\n"),
+        ("lengths_empty", "# no sequences\n"),
+    ):
         paths[name] = tmp / f"{name}.txt"
         paths[name].write_text(text)
     import pyarrow as pa
@@ -46,7 +51,12 @@ def _files(tmp: Path) -> dict[str, Path]:
     paths["ids_back"] = tmp / "ids_back.parquet"
     pq.write_table(table, paths["ids_back"])
     paths["ids_csv_back"] = tmp / "ids_back.csv"
-    paths["ids_csv_back"].write_text("f0,f1,episode\n" + "".join(f"{a:.3f},{b:.3f},{e}\n" for a, b, e in zip(good[:, 0], good[:, 1], ["a"] * 5 + ["b"] * 20 + ["a"] * 5)))
+    paths["ids_csv_back"].write_text(
+        "f0,f1,episode\n"
+        + "".join(
+            f"{a:.3f},{b:.3f},{e}\n" for a, b, e in zip(good[:, 0], good[:, 1], ["a"] * 5 + ["b"] * 20 + ["a"] * 5)
+        )
+    )
     paths["cluttered"] = tmp / "cluttered"
     paths["cluttered"].mkdir()
     (paths["cluttered"] / "thesis.tex").write_text("precious")
@@ -66,7 +76,11 @@ CASES = [
     ("labels not integers", ["--data", "{good}", "--labels", "{float_labels}"], "integers"),
     ("labels without data", ["--labels", "{labels}"], "should come with --data"),
     ("more clusters than points", ["--data", "{good}", "--clusters", "31"], "at most the number of points 30"),
-    ("zero latent size", ["--data", "{good}", "--latent-dim", "0"], "--latent-dim: should be a positive integer, got 0"),
+    (
+        "zero latent size",
+        ["--data", "{good}", "--latent-dim", "0"],
+        "--latent-dim: should be a positive integer, got 0",
+    ),
     ("negative epochs", ["--data", "{good}", "--epochs", "-3"], "--epochs: should be a positive integer, got -3"),
     ("zero batch size", ["--data", "{good}", "--batch-size", "0"], "--batch-size: should be a positive integer, got 0"),
     ("pixels outside [0, 1]", ["--data", "{big}"], "should lie in [0, 1]"),
@@ -74,17 +88,53 @@ CASES = [
     ("unreachable address", ["--data", "{good}", "--address", "127.0.0.1:1"], "nothing answers there"),
     ("malformed address", ["--data", "{good}", "--address", "nowhere"], "host:port"),
     ("data and dataset", ["--data", "{good}", "--dataset", "mnist"], "not both"),
-    ("lengths not summing to N", ["--data", "{good}", "--lengths", "{lengths_sum}"], "should sum to the number of points 30, got 25 over 3 sequences"),
-    ("zero length", ["--data", "{good}", "--lengths", "{lengths_zero}"], "should be positive integers (one per sequence), got 0 at entry 1"),
-    ("negative length", ["--data", "{good}", "--lengths", "{lengths_negative}"], "should be positive integers (one per sequence), got -10 at entry 1"),
-    ("lengths not integers", ["--data", "{good}", "--lengths", "{lengths_float}"], "should be integers, got 10.5 at entry 0"),
-    ("no lengths in the file", ["--data", "{good}", "--lengths", "{lengths_empty}"], "should hold at least one row of numbers"),
+    (
+        "lengths not summing to N",
+        ["--data", "{good}", "--lengths", "{lengths_sum}"],
+        "should sum to the number of points 30, got 25 over 3 sequences",
+    ),
+    (
+        "zero length",
+        ["--data", "{good}", "--lengths", "{lengths_zero}"],
+        "should be positive integers (one per sequence), got 0 at entry 1",
+    ),
+    (
+        "negative length",
+        ["--data", "{good}", "--lengths", "{lengths_negative}"],
+        "should be positive integers (one per sequence), got -10 at entry 1",
+    ),
+    (
+        "lengths not integers",
+        ["--data", "{good}", "--lengths", "{lengths_float}"],
+        "should be integers, got 10.5 at entry 0",
+    ),
+    (
+        "no lengths in the file",
+        ["--data", "{good}", "--lengths", "{lengths_empty}"],
+        "should hold at least one row of numbers",
+    ),
     ("lengths file missing", ["--data", "{good}", "--lengths", "{missing}"], "lengths file should exist"),
     ("sequence id comes back", ["--data", "{ids_back}", "--sequence-key", "episode"], "got id 0 coming back at row 20"),
-    ("sequence id comes back (CSV)", ["--data", "{ids_csv_back}", "--sequence-key", "episode"], "got id 'a' coming back at row 25"),
-    ("no such sequence column", ["--data", "{ids_back}", "--sequence-key", "session"], "should have a sequence column 'session'"),
-    ("sequence key on .npy", ["--data", "{good}", "--sequence-key", "episode"], "--sequence-key applies to Parquet, Feather and CSV files"),
-    ("lengths and sequence key", ["--data", "{ids_back}", "--sequence-key", "episode", "--lengths", "{lengths_sum}"], "not both"),
+    (
+        "sequence id comes back (CSV)",
+        ["--data", "{ids_csv_back}", "--sequence-key", "episode"],
+        "got id 'a' coming back at row 25",
+    ),
+    (
+        "no such sequence column",
+        ["--data", "{ids_back}", "--sequence-key", "session"],
+        "should have a sequence column 'session'",
+    ),
+    (
+        "sequence key on .npy",
+        ["--data", "{good}", "--sequence-key", "episode"],
+        "--sequence-key applies to Parquet, Feather and CSV files",
+    ),
+    (
+        "lengths and sequence key",
+        ["--data", "{ids_back}", "--sequence-key", "episode", "--lengths", "{lengths_sum}"],
+        "not both",
+    ),
     ("sequence key without data", ["--sequence-key", "episode"], "should come with --data"),
 ]
 
@@ -123,8 +173,26 @@ def test_argparse_errors_exit_with_status_2(capsys) -> None:
 
 def test_batch_larger_than_data_says_what_will_happen(tmp_path, caplog) -> None:
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40, 4)))
-    argv = ["run", "--data", str(tmp_path / "x.npy"), "--batch-size", "500", "--epochs", "2", "--rounds", "1",
-            "--clusters", "3", "--latent-dim", "2", "--out", str(tmp_path / "out"), "--backend", "local", "--quiet"]
+    argv = [
+        "run",
+        "--data",
+        str(tmp_path / "x.npy"),
+        "--batch-size",
+        "500",
+        "--epochs",
+        "2",
+        "--rounds",
+        "1",
+        "--clusters",
+        "3",
+        "--latent-dim",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--backend",
+        "local",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "larger than the data (40 points): every epoch is one full batch" in caplog.text
 

@@ -23,8 +23,14 @@ ray_util = pytest.importorskip("ray.autoscaler._private.util")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(ROOT.glob("cluster*.yaml"))
-COMMAND_LISTS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
-                 "head_start_ray_commands", "worker_start_ray_commands")
+COMMAND_LISTS = (
+    "initialization_commands",
+    "setup_commands",
+    "head_setup_commands",
+    "worker_setup_commands",
+    "head_start_ray_commands",
+    "worker_start_ray_commands",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +97,11 @@ def test_project_is_mounted_and_installed_after_torch(path):
     # ray up runs from the repository root, so "." must be this project.
     assert (ROOT / mounts["~/serket-ray"] / "pyproject.toml").is_file()
     lists = [config["setup_commands"]]
-    lists += [t["worker_setup_commands"] for t in (config.get("available_node_types") or {}).values() if "worker_setup_commands" in t]
+    lists += [
+        t["worker_setup_commands"]
+        for t in (config.get("available_node_types") or {}).values()
+        if "worker_setup_commands" in t
+    ]
     for commands in lists:
         torch = next(i for i, c in enumerate(commands) if '"torch' in c)
         project = next(i for i, c in enumerate(commands) if "-e ~/serket-ray" in c)
@@ -201,7 +211,11 @@ def test_the_token_is_shipped_from_outside_the_repository_and_drivers_use_it(pat
     tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if "token" in Path(f).name and not f.endswith((".sh", ".py", ".md"))], tracked
     lists = [config["setup_commands"]]
-    lists += [t["worker_setup_commands"] for t in (config.get("available_node_types") or {}).values() if "worker_setup_commands" in t]
+    lists += [
+        t["worker_setup_commands"]
+        for t in (config.get("available_node_types") or {}).values()
+        if "worker_setup_commands" in t
+    ]
     for commands in lists:  # ray attach / ray submit shells read ~/.bashrc
         assert any("export RAY_AUTH_MODE=token" in c and "~/.bashrc" in c for c in commands), commands
         assert "chmod 600 ~/.ray/auth_token" in commands

@@ -258,12 +258,20 @@ BAD_DATA = [
     ("key-on-npy", "array.npy", _npy(X), "images", "applies only to"),
     ("idx-bad-magic", "bad-idx3-ubyte", _bytes(b"\x01\x02\x03\x04rest"), None, "magic number"),
     ("idx-short-header", "short-idx3-ubyte", _bytes(b"\x00\x00\x08\x03\x00\x00"), None, "header"),
-    ("idx-truncated", "cut-idx3-ubyte.gz", _gzipped(lambda p: p.write_bytes(_idx_bytes(PIXELS)[:-5])), None, "truncated"),
+    (
+        "idx-truncated",
+        "cut-idx3-ubyte.gz",
+        _gzipped(lambda p: p.write_bytes(_idx_bytes(PIXELS)[:-5])),
+        None,
+        "truncated",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "write", "key", "fragment"), [c[1:] for c in BAD_DATA], ids=[c[0] for c in BAD_DATA])
-def test_bad_data_is_one_clear_line(tmp_path: Path, name: str, write: Writer | None, key: str | None, fragment: str) -> None:
+def test_bad_data_is_one_clear_line(
+    tmp_path: Path, name: str, write: Writer | None, key: str | None, fragment: str
+) -> None:
     path = tmp_path / name
     if write is not None:
         write(path)
@@ -291,9 +299,12 @@ BAD_LABELS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "write", "n", "key", "fragment"), [c[1:] for c in BAD_LABELS], ids=[c[0] for c in BAD_LABELS])
-def test_bad_labels_are_one_clear_line(tmp_path: Path, name: str, write: Writer | None, n: int, key: str | None,
-                                       fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "write", "n", "key", "fragment"), [c[1:] for c in BAD_LABELS], ids=[c[0] for c in BAD_LABELS]
+)
+def test_bad_labels_are_one_clear_line(
+    tmp_path: Path, name: str, write: Writer | None, n: int, key: str | None, fragment: str
+) -> None:
     path = tmp_path / name
     if write is not None:
         write(path)

@@ -29,7 +29,9 @@ def _cli(out: Path, *extra: str, env: dict | None = None) -> subprocess.Complete
 
 def snapshot(out: Path) -> dict[str, bytes]:
     """Every file of a run but run.json (which holds timings)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"}
+    return {
+        str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +43,14 @@ def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 
 
 KILL_POINTS = [
-    ("before-rename", 1), ("before-rename", 4), ("before-rename", 9),
-    ("after-rename", 2), ("after-rename", 6),
-    ("after-copy", 3), ("after-copy", 5), ("after-copy", 8),
+    ("before-rename", 1),
+    ("before-rename", 4),
+    ("before-rename", 9),
+    ("after-rename", 2),
+    ("after-rename", 6),
+    ("after-copy", 3),
+    ("after-copy", 5),
+    ("after-copy", 8),
 ]
 
 
@@ -112,7 +119,12 @@ def test_resume_refuses_a_different_config_or_data(tmp_path) -> None:
     data, labels = default_digits()
 
     def graph(epochs: int, images):
-        obs, vae, gmm, mm = Observation(images), VAE(8, itr=epochs, batch_size=500), GMM(10, itr=20, category=labels), MarkovModel()
+        obs, vae, gmm, mm = (
+            Observation(images),
+            VAE(8, itr=epochs, batch_size=500),
+            GMM(10, itr=20, category=labels),
+            MarkovModel(),
+        )
         vae.connect(obs)
         gmm.connect(vae)
         mm.connect(gmm)

@@ -45,7 +45,11 @@ def test_class_posterior_matches_brute_force_formulas() -> None:
         assert post.counts[k] == n
         xbar = xs.mean(axis=0) if n else np.zeros(2)
         scatter = (xs - xbar).T @ (xs - xbar) if n else np.zeros((2, 2))
-        want_scale = prior.scale + scatter + (prior.kappa * n / (prior.kappa + n)) * np.outer(xbar - prior.mean, xbar - prior.mean)
+        want_scale = (
+            prior.scale
+            + scatter
+            + (prior.kappa * n / (prior.kappa + n)) * np.outer(xbar - prior.mean, xbar - prior.mean)
+        )
         np.testing.assert_allclose(post.scale[k], want_scale, atol=1e-8)
         np.testing.assert_allclose(post.mean[k], (prior.kappa * prior.mean + xs.sum(axis=0)) / (prior.kappa + n))
         assert post.dof[k] == prior.dof + n and post.kappa[k] == prior.kappa + n
@@ -119,7 +123,11 @@ def test_gibbs_speed_budget_shape_only() -> None:
 
 def test_degenerate_data_gives_actionable_error() -> None:
     post = gmm_core.ClassPosterior(
-        counts=np.array([1.0]), kappa=np.array([1.0]), dof=np.array([3.0]), mean=np.zeros((1, 2)), scale=-np.eye(2)[None]
+        counts=np.array([1.0]),
+        kappa=np.array([1.0]),
+        dof=np.array([3.0]),
+        mean=np.zeros((1, 2)),
+        scale=-np.eye(2)[None],
     )
     with pytest.raises(ValueError, match="not positive definite"):
         gmm_core.sample_parameters(post, np.random.default_rng(0))

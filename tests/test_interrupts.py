@@ -19,8 +19,12 @@ from orchestrator.cli import main
 
 def _start(out: Path, data_args: list[str], *extra: str, new_session: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
-        command("run", *data_args, *SMALL_ARGS, "--out", str(out), *extra), env=env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=new_session,
+        command("run", *data_args, *SMALL_ARGS, "--out", str(out), *extra),
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
     )
 
 
@@ -47,7 +51,8 @@ def test_a_signal_mid_update_stops_it_and_resume_is_byte_identical(small_run, tm
     assert proc.returncode == 128 + sig, err
     name = signal.Signals(sig).name
     assert err.splitlines() == [
-        f"serket-ray: stopped by {name} in round 2, module001_vae; 3 of 9 updates are kept; `serket-ray resume {out}` continues"
+        f"serket-ray: stopped by {name} in round 2, module001_vae; 3 of 9 updates are kept; `serket-ray resume "
+        f"{out}` continues"
     ], err
     print(f"{name}: exited {took:.2f} s after the signal")
     _no_leftovers(out)
@@ -92,7 +97,8 @@ def test_ctrl_c_on_ray_kills_the_actors_and_resume_is_byte_identical(small_run, 
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert err.splitlines() == [
-        f"serket-ray: stopped by SIGINT in round 2, module001_vae; 3 of 9 updates are kept; `serket-ray resume {out}` continues"
+        "serket-ray: stopped by SIGINT in round 2, module001_vae; 3 of 9 updates are kept; `serket-ray resume "
+        f"{out}` continues"
     ], err  # one line: no traceback and no Ray warnings
     deadline = time.monotonic() + 30
     while any(alive(p) for p in pids) and time.monotonic() < deadline:

@@ -75,7 +75,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for dep in sorted(edges[node]):
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return stack[stack.index(dep) :] + [dep]
             if dep not in state:
                 found = visit(dep)
                 if found:
@@ -103,7 +103,9 @@ def test_the_checker_sees_the_package() -> None:
 
 def test_no_import_circle_among_package_files() -> None:
     edges = _package_edges()
-    edges[SEAM[0]].discard(SEAM[1])  # the seam is a late import that points up; without it the rest must be a tree of layers
+    edges[SEAM[0]].discard(
+        SEAM[1]
+    )  # the seam is a late import that points up; without it the rest must be a tree of layers
     assert _cycle(edges) is None
 
 
@@ -120,10 +122,18 @@ def test_ray_is_imported_only_where_actors_are_made() -> None:
 
 def test_actors_and_messages_do_not_import_the_orchestrator() -> None:
     upward = sorted(
-        (name, dep) for name, deps in _package_edges().items() if name.split(".")[0] in ("actors", "messages")
-        for dep in deps if dep.split(".")[0] == "orchestrator" and (name, dep) != SEAM
+        (name, dep)
+        for name, deps in _package_edges().items()
+        if name.split(".")[0] in ("actors", "messages")
+        for dep in deps
+        if dep.split(".")[0] == "orchestrator" and (name, dep) != SEAM
     )
     assert upward == []
-    below = sorted((name, dep) for name, deps in _package_edges().items() if name.split(".")[0] == "messages" for dep in deps
-                   if dep.split(".")[0] == "actors")
+    below = sorted(
+        (name, dep)
+        for name, deps in _package_edges().items()
+        if name.split(".")[0] == "messages"
+        for dep in deps
+        if dep.split(".")[0] == "actors"
+    )
     assert below == []

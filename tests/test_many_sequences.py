@@ -31,16 +31,34 @@ def test_observation_takes_lengths_or_a_list_of_sequences() -> None:
     assert Observation(obs.data).lengths is None
 
 
-@pytest.mark.parametrize("make,expected", [
-    (lambda: Observation(np.zeros((9, 2)), lengths=[3, 3]), "lengths should sum to the number of points 9, got 6 over 2 sequences"),
-    (lambda: Observation(np.zeros((9, 2)), lengths=[9, 0]), "lengths should be positive integers (one per sequence), got 0 at entry 1"),
-    (lambda: Observation(np.zeros((9, 2)), lengths=[10, -1]), "should be positive integers (one per sequence), got -1 at entry 1"),
-    (lambda: Observation(np.zeros((9, 2)), lengths=[4.5, 4.5]), "lengths should be integers, got 4.5 at entry 0"),
-    (lambda: Observation(np.zeros((9, 2)), lengths=[]), "lengths should hold at least one sequence length, got none"),
-    (lambda: Observation([np.zeros((3, 2)), np.zeros((2, 3))]), "data sequence 1 should have 2 features like sequence 0, got 3"),
-    (lambda: Observation([np.zeros((3, 2)), np.zeros((0, 2))]), "data sequence 1 should hold at least one point"),
-    (lambda: Observation([np.zeros((3, 2))], lengths=[3]), "not both"),
-])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (
+            lambda: Observation(np.zeros((9, 2)), lengths=[3, 3]),
+            "lengths should sum to the number of points 9, got 6 over 2 sequences",
+        ),
+        (
+            lambda: Observation(np.zeros((9, 2)), lengths=[9, 0]),
+            "lengths should be positive integers (one per sequence), got 0 at entry 1",
+        ),
+        (
+            lambda: Observation(np.zeros((9, 2)), lengths=[10, -1]),
+            "should be positive integers (one per sequence), got -1 at entry 1",
+        ),
+        (lambda: Observation(np.zeros((9, 2)), lengths=[4.5, 4.5]), "lengths should be integers, got 4.5 at entry 0"),
+        (
+            lambda: Observation(np.zeros((9, 2)), lengths=[]),
+            "lengths should hold at least one sequence length, got none",
+        ),
+        (
+            lambda: Observation([np.zeros((3, 2)), np.zeros((2, 3))]),
+            "data sequence 1 should have 2 features like sequence 0, got 3",
+        ),
+        (lambda: Observation([np.zeros((3, 2)), np.zeros((0, 2))]), "data sequence 1 should hold at least one point"),
+        (lambda: Observation([np.zeros((3, 2))], lengths=[3]), "not both"),
+    ],
+)
 def test_bad_lengths_in_python_are_one_clear_error(make, expected) -> None:
     with pytest.raises(DataError, match=None) as info:
         make()
@@ -72,7 +90,9 @@ def test_a_sequence_id_column_gives_the_lengths_and_leaves_the_data(tmp_path, fm
     elif fmt == "feather":
         feather.write_feather(table, path)
     else:
-        path.write_text("session,f0,f1,f2\n" + "".join(f"{s},{a!r},{b!r},{c!r}\n" for s, (a, b, c) in zip(ids, x.tolist())))
+        path.write_text(
+            "session,f0,f1,f2\n" + "".join(f"{s},{a!r},{b!r},{c!r}\n" for s, (a, b, c) in zip(ids, x.tolist()))
+        )
     data, lengths = load_sequence_table(path, "session")
     assert lengths.tolist() == [4, 1, 3]
     np.testing.assert_allclose(data, x)
@@ -100,7 +120,20 @@ def many_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("many")
     paths = _write_run_inputs(tmp)
     out = tmp / "out"
-    argv = ["run", "--data", str(paths["x"]), "--labels", str(paths["y"]), "--lengths", str(paths["lengths"]), "--rounds", "1", "--out", str(out), *SMALL]
+    argv = [
+        "run",
+        "--data",
+        str(paths["x"]),
+        "--labels",
+        str(paths["y"]),
+        "--lengths",
+        str(paths["lengths"]),
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
+        *SMALL,
+    ]
     assert main(argv) == 0
     return paths, out
 
@@ -108,7 +141,11 @@ def many_run(tmp_path_factory):
 def test_a_run_on_many_sequences_keeps_its_lengths_everywhere(many_run) -> None:
     paths, out = many_run
     lengths = np.loadtxt(paths["lengths"], dtype=np.int64)
-    for rel in ("module001_vae/000/latents.arrow", "module002_gmm/000/posteriors.arrow", "module003_mm/000/class_prior.arrow"):
+    for rel in (
+        "module001_vae/000/latents.arrow",
+        "module002_gmm/000/posteriors.arrow",
+        "module003_mm/000/class_prior.arrow",
+    ):
         np.testing.assert_array_equal(read_message(out / rel).lengths, lengths)
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["data"]["module000_obs"]["lengths"]["n_sequences"] == 40
@@ -131,7 +168,10 @@ def test_resume_with_other_lengths_is_refused_naming_the_difference(many_run, tm
     finally:
         np.savetxt(paths["lengths"], [1, 1, 2] + [8] * 37, fmt="%d")
     err = capsys.readouterr().err
-    assert "lengths of module000_obs: recorded 40 sequences of 1 to 8 points" in err and "given 2 sequences of 150 to 150 points" in err
+    assert (
+        "lengths of module000_obs: recorded 40 sequences of 1 to 8 points" in err
+        and "given 2 sequences of 150 to 150 points" in err
+    )
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 
 
@@ -144,7 +184,20 @@ def test_recognition_runs_per_sequence(many_run, tmp_path) -> None:
     np.save(tmp_path / "ab.npy", x[:200])
     np.savetxt(tmp_path / "ab.txt", [120, 80], fmt="%d")
     base = ["recog", "--model", str(out), "--quiet"]
-    assert main([*base, "--data", str(tmp_path / "ab.npy"), "--lengths", str(tmp_path / "ab.txt"), "--out", str(tmp_path / "ab")]) == 0
+    assert (
+        main(
+            [
+                *base,
+                "--data",
+                str(tmp_path / "ab.npy"),
+                "--lengths",
+                str(tmp_path / "ab.txt"),
+                "--out",
+                str(tmp_path / "ab"),
+            ]
+        )
+        == 0
+    )
     for part in ("a", "b"):
         assert main([*base, "--data", str(tmp_path / f"{part}.npy"), "--out", str(tmp_path / part)]) == 0
     joint = np.loadtxt(tmp_path / "ab/module002_gmm/Pdz_recog.txt")
@@ -153,4 +206,6 @@ def test_recognition_runs_per_sequence(many_run, tmp_path) -> None:
     assert json.loads((tmp_path / "ab/recog.json").read_text())["n_sequences"] == 2
     one = np.loadtxt(tmp_path / "ab/module003_mm/msg_recog.txt")
     assert main([*base, "--data", str(tmp_path / "ab.npy"), "--out", str(tmp_path / "ab1")]) == 0
-    assert not np.allclose(one[120], np.loadtxt(tmp_path / "ab1/module003_mm/msg_recog.txt")[120], atol=1e-6)  # linked when one sequence
+    assert not np.allclose(
+        one[120], np.loadtxt(tmp_path / "ab1/module003_mm/msg_recog.txt")[120], atol=1e-6
+    )  # linked when one sequence

@@ -40,7 +40,9 @@ def _brute_force(log_em: np.ndarray, trans: np.ndarray, pi0: np.ndarray, lengths
     return post, prior / prior.sum(axis=1, keepdims=True), pairs, log_z
 
 
-@pytest.mark.parametrize("lengths,block", [([2, 3], None), ([1, 4, 1], 2), ([3, 1, 1, 2], 3), ([1, 1, 1], None), ([4, 3], 4)])
+@pytest.mark.parametrize(
+    "lengths,block", [([2, 3], None), ([1, 4, 1], 2), ([3, 1, 1, 2], 3), ([1, 1, 1], None), ([4, 3], 4)]
+)
 def test_forward_backward_over_sequences_equals_brute_force_and_separate_passes(lengths, block) -> None:
     n, k = sum(lengths), 3
     rng = np.random.default_rng(n + len(lengths))
@@ -127,7 +129,9 @@ def _sequences_from_start_state(rng: np.random.Generator, n_seq: int, length: in
     return probs / probs.sum(1, keepdims=True), log_em, truth, np.full(n_seq, length)
 
 
-@pytest.mark.parametrize("counts,message", [("pairwise", "forward-backward"), ("expected", "serket"), ("sampled", "forward-backward")])
+@pytest.mark.parametrize(
+    "counts,message", [("pairwise", "forward-backward"), ("expected", "serket"), ("sampled", "forward-backward")]
+)
 def test_worker_learns_the_initial_distribution_and_checkpoints_it(counts: str, message: str) -> None:
     rng = np.random.default_rng(7)
     probs, log_em, truth, lengths = _sequences_from_start_state(rng, 200, 6, 5, 0.8)
@@ -135,7 +139,8 @@ def test_worker_learns_the_initial_distribution_and_checkpoints_it(counts: str, 
     post = ClassPosteriors(sender="g", receiver="m", round=0, probs=probs, log_likelihood=log_em, lengths=lengths)
     prior, report = worker.update(0, post)
     initial = report["initial"]
-    # from smoothed posteriors (pairwise) nearly all on the two start classes; from the GMM's noisy ones well above uniform (0.4)
+    # from smoothed posteriors (pairwise) nearly all on the two start classes;
+    # from the GMM's noisy ones well above uniform (0.4)
     assert initial[:2].sum() > (0.9 if counts == "pairwise" else 0.6) and initial.sum() == pytest.approx(1.0)
     assert prior.lengths is not None and np.array_equal(prior.lengths, lengths)
     # the cycle is learned without the 200 boundary pairs (4 -> 0 or 1 -> anything else)
@@ -164,7 +169,9 @@ def test_single_point_sequences_carry_no_transition() -> None:
     assert not mm_core.expected_counts(probs, lengths).any()
     worker = MMWorker(MMConfig(), "m", "g", np.random.SeedSequence(0))
     log_em = np.log(probs)
-    prior, report = worker.update(0, ClassPosteriors(sender="g", receiver="m", round=0, probs=probs, log_likelihood=log_em, lengths=lengths))
+    prior, report = worker.update(
+        0, ClassPosteriors(sender="g", receiver="m", round=0, probs=probs, log_likelihood=log_em, lengths=lengths)
+    )
     np.testing.assert_allclose(report["transitions"], 1.0 / 3)  # only the smoothing
     # every point is a sequence of its own: its prior is the initial distribution
     np.testing.assert_allclose(prior.probs, np.broadcast_to(report["initial"], (5, 3)), atol=1e-12)

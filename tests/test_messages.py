@@ -60,16 +60,24 @@ def _route() -> dict:
 
 BAD = [
     ("probs should have 2 dimensions, got shape (4,)", lambda: ClassPrior(**_route(), probs=np.full(4, 0.25))),
-    ("probs rows should sum to 1, got row 0 summing to 0.8", lambda: ClassPrior(**_route(), probs=np.full((3, 2), 0.4))),
+    (
+        "probs rows should sum to 1, got row 0 summing to 0.8",
+        lambda: ClassPrior(**_route(), probs=np.full((3, 2), 0.4)),
+    ),
     ("probs should lie in [0, 1]", lambda: ClassPrior(**_route(), probs=np.array([[1.5, -0.5]]))),
     ("z should be finite, got 1 NaN or infinite values", lambda: Latents(**_route(), z=np.array([[0.0, np.nan]]))),
     ("z should have a dtype of kind 'f', got int64", lambda: Latents(**_route(), z=np.zeros((2, 2), dtype=np.int64))),
     ("z should be a numpy array, got list", lambda: Latents(**_route(), z=[[0.0]])),
     ("data should have at least one row, got shape (0, 3)", lambda: ObservationData(**_route(), data=np.zeros((0, 3)))),
-    ("log_likelihood should have shape (6, 4) like probs, got (6, 3)",
-     lambda: ClassPosteriors(**_route(), probs=PROBS, log_likelihood=np.zeros((6, 3)))),
+    (
+        "log_likelihood should have shape (6, 4) like probs, got (6, 3)",
+        lambda: ClassPosteriors(**_route(), probs=PROBS, log_likelihood=np.zeros((6, 3))),
+    ),
     ("round should be >= 0, got -1", lambda: PriorMeans(sender="a", receiver="b", round=-1, means=np.zeros((1, 1)))),
-    ("sender should be a non-empty string, got ''", lambda: PriorMeans(sender="", receiver="b", round=0, means=np.zeros((1, 1)))),
+    (
+        "sender should be a non-empty string, got ''",
+        lambda: PriorMeans(sender="", receiver="b", round=0, means=np.zeros((1, 1))),
+    ),
 ]
 
 

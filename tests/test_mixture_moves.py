@@ -26,8 +26,11 @@ def test_class_marginal_equals_chain_of_student_t_predictives() -> None:
     want, d = 0.0, 2
     for i in range(len(x)):  # p(x_1..x_n) = prod_i p(x_i | x_<i), each a multivariate t
         post = gmm_core.class_posterior(x[:i], np.zeros(i, dtype=np.int64), 1, prior) if i else None
-        m, kappa, nu, s = (prior.mean, prior.kappa, prior.dof, prior.scale) if post is None else (
-            post.mean[0], post.kappa[0], post.dof[0], post.scale[0])
+        m, kappa, nu, s = (
+            (prior.mean, prior.kappa, prior.dof, prior.scale)
+            if post is None
+            else (post.mean[0], post.kappa[0], post.dof[0], post.scale[0])
+        )
         df = nu - d + 1
         want += multivariate_t(loc=m, shape=s * (kappa + 1) / (kappa * df), df=df).logpdf(x[i])
     np.testing.assert_allclose(got, want, rtol=1e-8)  # _niw_update adds 1e-9 I to every scale
@@ -39,7 +42,9 @@ def test_weights_marginal_matches_dirichlet_multinomial_by_sequence() -> None:
     for c in labels:  # Polya urn: P(c | earlier) = (n_c + a) / (n + K a)
         want += np.log((counts[c] + 0.7) / (counts.sum() + 3 * 0.7))
         counts[c] += 1
-    np.testing.assert_allclose(mixture_moves.weights_log_marginal(np.bincount(labels, minlength=3).astype(float), 0.7), want)
+    np.testing.assert_allclose(
+        mixture_moves.weights_log_marginal(np.bincount(labels, minlength=3).astype(float), 0.7), want
+    )
 
 
 def test_search_repairs_a_split_class_and_a_merged_pair_without_labels() -> None:
@@ -86,7 +91,13 @@ def test_data_relative_prior_finds_clusters_in_narrow_latents() -> None:
     lat = Latents(sender="v", receiver="g", round=0, z=narrow)
     found = []
     for cov in ("data", "identity"):
-        w = GMMWorker(GMMConfig(n_components=4, n_sweeps=20, prior_covariance=cov, prior_scale=0.45), "g", "m", "v", np.random.SeedSequence(5))
+        w = GMMWorker(
+            GMMConfig(n_components=4, n_sweeps=20, prior_covariance=cov, prior_scale=0.45),
+            "g",
+            "m",
+            "v",
+            np.random.SeedSequence(5),
+        )
         post, _, _ = w.update(0, lat)
         found.append(accuracy(np.argmax(post.probs, 1), y))
     assert found[0] == 1.0 and found[1] < 0.5

@@ -110,7 +110,9 @@ def test_every_mode_gives_valid_messages(counts: str, message: str) -> None:
     rng = np.random.default_rng(4)
     probs, log_em = _cyclic_posteriors(300, 4, 1.0, rng)
     worker = MMWorker(MMConfig(counts=counts, message=message), "m", "g", np.random.SeedSequence(1))
-    prior, report = worker.update(0, ClassPosteriors(sender="g", receiver="m", round=0, probs=probs, log_likelihood=log_em))
+    prior, report = worker.update(
+        0, ClassPosteriors(sender="g", receiver="m", round=0, probs=probs, log_likelihood=log_em)
+    )
     np.testing.assert_allclose(report["transitions"].sum(axis=1), 1.0)
     assert prior.probs.shape == (300, 4)
     # the cycle dominates every row whatever the counting

@@ -43,7 +43,9 @@ def tutorial() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tutorial: tuple[np.ndarray, np.ndarray]) -> tuple[Path, dict[str, str]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, tutorial: tuple[np.ndarray, np.ndarray]
+) -> tuple[Path, dict[str, str]]:
     """A folder with the four MNIST file names, and their SHA-256 sums.
 
     The "training set" holds the tutorial's 3000 images interleaved in another order
@@ -76,14 +78,16 @@ class _Server:
         log = self.requests
 
         class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 log.append(self.path)
                 super().do_GET()
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep test output quiet
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+        )
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -130,8 +134,9 @@ def test_download_then_cache(tmp_path: Path, served: tuple[Path, dict[str, str]]
     assert len(server.requests) == 4  # the second call made no request
 
 
-def test_checksum_mismatch_is_refused_and_leaves_nothing(tmp_path: Path, served: tuple[Path, dict[str, str]],
-                                                         server: _Server) -> None:
+def test_checksum_mismatch_is_refused_and_leaves_nothing(
+    tmp_path: Path, served: tuple[Path, dict[str, str]], server: _Server
+) -> None:
     sums = dict(served[1], **{"train-labels-idx1-ubyte.gz": "0" * 64})
     with pytest.raises(DataError) as info:
         fetch_mnist(tmp_path, server.url, timeout=5, names=["train-labels-idx1-ubyte.gz"], checksums=sums)
@@ -147,7 +152,9 @@ def test_official_checksums_refuse_other_files(tmp_path: Path, server: _Server) 
     assert _leftovers(tmp_path / "mnist") == []
 
 
-def test_server_down_gives_the_offline_message(tmp_path: Path, served: tuple[Path, dict[str, str]], dead_url: str) -> None:
+def test_server_down_gives_the_offline_message(
+    tmp_path: Path, served: tuple[Path, dict[str, str]], dead_url: str
+) -> None:
     with pytest.raises(DataError) as info:
         fetch_mnist(tmp_path, dead_url, timeout=2, checksums=served[1])
     message = str(info.value)
@@ -167,16 +174,21 @@ def test_files_put_by_hand_are_used_offline(tmp_path: Path, served: tuple[Path, 
     assert images.shape == (100, 28, 28) and labels.shape == (100,)
 
 
-def test_next_mirror_after_a_failure(tmp_path: Path, served: tuple[Path, dict[str, str]], server: _Server,
-                                     dead_url: str) -> None:
-    paths = fetch_mnist(tmp_path, [dead_url, server.url], timeout=2, names=["t10k-labels-idx1-ubyte.gz"], checksums=served[1])
+def test_next_mirror_after_a_failure(
+    tmp_path: Path, served: tuple[Path, dict[str, str]], server: _Server, dead_url: str
+) -> None:
+    paths = fetch_mnist(
+        tmp_path, [dead_url, server.url], timeout=2, names=["t10k-labels-idx1-ubyte.gz"], checksums=served[1]
+    )
     assert paths["t10k-labels-idx1-ubyte.gz"].is_file()
     assert server.requests == ["/t10k-labels-idx1-ubyte.gz"]
 
 
 def test_missing_file_on_mirror(tmp_path: Path, served: tuple[Path, dict[str, str]], server: _Server) -> None:
     with pytest.raises(DataError, match="HTTP 404"):
-        fetch_mnist(tmp_path, server.url + "elsewhere/", timeout=5, names=["t10k-labels-idx1-ubyte.gz"], checksums=served[1])
+        fetch_mnist(
+            tmp_path, server.url + "elsewhere/", timeout=5, names=["t10k-labels-idx1-ubyte.gz"], checksums=served[1]
+        )
     assert _leftovers(tmp_path / "mnist") == []
 
 
@@ -195,8 +207,9 @@ def test_no_download_without_cache(tmp_path: Path) -> None:
         fetch_mnist(tmp_path, download=False)
 
 
-def test_tutorial_order(tmp_path: Path, served: tuple[Path, dict[str, str]], server: _Server,
-                        tutorial: tuple[np.ndarray, np.ndarray]) -> None:
+def test_tutorial_order(
+    tmp_path: Path, served: tuple[Path, dict[str, str]], server: _Server, tutorial: tuple[np.ndarray, np.ndarray]
+) -> None:
     images, labels = tutorial_mnist(tmp_path, base_url=server.url, timeout=5, checksums=served[1])
     assert images.shape == (3000, 784) and images.dtype == np.float64
     assert images.min() >= 0.0 and images.max() <= 1.0
@@ -217,7 +230,12 @@ def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_official_constants() -> None:
     assert sorted(MNIST_FILES) == sorted(
-        ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ]
     )
     for f in MNIST_FILES.values():
         assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0

@@ -85,15 +85,28 @@ class TwoNodeCluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         try:
-            self._start("head", [
-                "--head", f"--port={self.port}", "--num-cpus=2", '--resources={"head_role": 1}',
-                "--include-dashboard=false", f"--ray-client-server-port={client_port}", f"--dashboard-port={dashboard}",
-                f"--dashboard-agent-listen-port={head_agent}",
-            ])
-            self._start("worker", [
-                f"--address={self.address}", "--num-cpus=1", '--resources={"vae_node": 1}',
-                f"--dashboard-agent-listen-port={worker_agent}",
-            ])
+            self._start(
+                "head",
+                [
+                    "--head",
+                    f"--port={self.port}",
+                    "--num-cpus=2",
+                    '--resources={"head_role": 1}',
+                    "--include-dashboard=false",
+                    f"--ray-client-server-port={client_port}",
+                    f"--dashboard-port={dashboard}",
+                    f"--dashboard-agent-listen-port={head_agent}",
+                ],
+            )
+            self._start(
+                "worker",
+                [
+                    f"--address={self.address}",
+                    "--num-cpus=1",
+                    '--resources={"vae_node": 1}',
+                    f"--dashboard-agent-listen-port={worker_agent}",
+                ],
+            )
         except BaseException:
             self.stop(keep_logs=True)
             raise
@@ -101,8 +114,16 @@ class TwoNodeCluster:
     def _start(self, name: str, args: list[str]) -> None:
         log = self.tmp / f"{name}.log"
         self.logs.append(log)
-        cmd = [RAY, "start", "--node-ip-address=127.0.0.1", "--num-gpus=0", f"--temp-dir={self.tmp}",
-               "--disable-usage-stats", "--block", *args]
+        cmd = [
+            RAY,
+            "start",
+            "--node-ip-address=127.0.0.1",
+            "--num-gpus=0",
+            f"--temp-dir={self.tmp}",
+            "--disable-usage-stats",
+            "--block",
+            *args,
+        ]
         with open(log, "wb") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         self.procs.append(proc)
@@ -152,13 +173,17 @@ def test_vae_runs_on_second_node_and_matches_single_node_run(two_node_cluster, t
     try:
         proc = subprocess.run(
             [sys.executable, str(DRIVER), "--address", cluster.address, "--out", str(tmp_path)],
-            capture_output=True, text=True, env=cluster.env, timeout=240, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=cluster.env,
+            timeout=240,
+            cwd=tmp_path,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the driver took over {exc.timeout} s\n{exc.stdout}\n{exc.stderr}\n{cluster.log_tail()}")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, f"driver printed no result (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-6000:]}"
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["failures"] == [], result
     assert proc.returncode == 0, proc.stderr[-6000:]
 
@@ -175,7 +200,11 @@ def test_vae_runs_on_second_node_and_matches_single_node_run(two_node_cluster, t
 
     # Same seed, same class labels as the single-process run, round by round.
     assert result["class_files_equal"] is True
-    for rel in ("module002_gmm/000/class_learn.txt", "module002_gmm/001/class_learn.txt", "module002_gmm/class_learn.txt"):
+    for rel in (
+        "module002_gmm/000/class_learn.txt",
+        "module002_gmm/001/class_learn.txt",
+        "module002_gmm/class_learn.txt",
+    ):
         assert (tmp_path / "cluster" / rel).read_text() == (tmp_path / "local" / rel).read_text(), rel
     assert len(result["accuracy"]) == 2
 

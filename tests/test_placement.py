@@ -49,8 +49,13 @@ def test_shortfall_names_each_missing_resource() -> None:
 
 @pytest.mark.parametrize(
     "resources, missing",
-    [({"vae": {"num_cpus": 64}}, "'CPU': asked 64.5 in all, the cluster has 2"),
-     ({"gmm": {"num_cpus": 0.25, "resources": {"no_such_accelerator": 1}}}, "'no_such_accelerator': asked 1, the cluster has none")],
+    [
+        ({"vae": {"num_cpus": 64}}, "'CPU': asked 64.5 in all, the cluster has 2"),
+        (
+            {"gmm": {"num_cpus": 0.25, "resources": {"no_such_accelerator": 1}}},
+            "'no_such_accelerator': asked 1, the cluster has none",
+        ),
+    ],
     ids=["too-many-cpus", "unknown-custom-resource"],
 )
 def test_unsatisfiable_run_fails_fast_naming_what_is_missing(ray_session, tmp_path, resources, missing) -> None:
@@ -87,7 +92,12 @@ def test_run_records_its_bundles_and_a_restarted_actor_keeps_its_bundle(ray_sess
             entry = mods[name]
             assert entry["node_id"] and entry["node_ip"]
             assert entry["resources"] == bundle  # what Ray assigned the actor: its whole bundle
-            assert entry["placement_group"] == {"id": pg_id, "strategy": "PACK", "bundle_index": index, "bundle": bundle}
+            assert entry["placement_group"] == {
+                "id": pg_id,
+                "strategy": "PACK",
+                "bundle_index": index,
+                "bundle": bundle,
+            }
         assert mods["module003_mm"]["placement_group"] is None  # needs nothing: left out of the group
         assert pg_id in _live_groups(ray_session)
 

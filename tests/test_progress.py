@@ -68,8 +68,20 @@ def test_no_bar_off_a_terminal_and_nothing_when_quiet() -> None:
 
 def _cli(tmp_path: Path, tty: bool) -> str:
     """``serket-ray run`` on the embedded digits (in-process backend), stdout a terminal or a pipe."""
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--backend", "local", "--rounds", "1", "--epochs", "6",
-           "--out", str(tmp_path / ("tty" if tty else "pipe"))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        "--backend",
+        "local",
+        "--rounds",
+        "1",
+        "--epochs",
+        "6",
+        "--out",
+        str(tmp_path / ("tty" if tty else "pipe")),
+    ]
     env = {**os.environ, "COLUMNS": "120"}
     if not tty:
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300).stdout

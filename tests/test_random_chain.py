@@ -9,7 +9,13 @@ from actors.config import MMConfig
 from actors.mm import MMWorker
 from actors.scoring import matched_transitions, transition_distance
 from messages import ClassPosteriors
-from orchestrator.sequences import chain_sequence, empirical_transitions, random_transitions, sample_chain, stationary_distribution
+from orchestrator.sequences import (
+    chain_sequence,
+    empirical_transitions,
+    random_transitions,
+    sample_chain,
+    stationary_distribution,
+)
 
 
 def _tv(p: np.ndarray, q: np.ndarray) -> float:

@@ -55,8 +55,23 @@ def test_two_rounds_on_ray_write_every_file_and_classify_well(ray_run, mnist) ->
     assert len(result.accuracy) == 2
     assert result.final_accuracy > 0.4  # chance is 0.1
     for module, files in {
-        "module001_vae": ["latents.arrow", "reconstruction.arrow", "report.arrow", "state.arrow", "weights.pt", "loss.txt", "z_learn.txt"],
-        "module002_gmm": ["posteriors.arrow", "prior_means.arrow", "class_learn.txt", "acc_learn.txt", "Pdz_learn.txt", "mu_learn.txt"],
+        "module001_vae": [
+            "latents.arrow",
+            "reconstruction.arrow",
+            "report.arrow",
+            "state.arrow",
+            "weights.pt",
+            "loss.txt",
+            "z_learn.txt",
+        ],
+        "module002_gmm": [
+            "posteriors.arrow",
+            "prior_means.arrow",
+            "class_learn.txt",
+            "acc_learn.txt",
+            "Pdz_learn.txt",
+            "mu_learn.txt",
+        ],
         "module003_mm": ["class_prior.arrow", "msg_learn.txt", "trans_prob_learn.txt"],
     }.items():
         for r in ("000", "001"):
@@ -176,5 +191,10 @@ def test_a_killed_actor_is_restarted_and_the_run_completes_identically(ray_sessi
     assert vae_round1["attempts"] == 2
     assert run["modules"]["module001_vae"]["pid"] != killed[0]
     assert len(result.accuracy) == 2
-    for f in ("module002_gmm/class_learn.txt", "module003_mm/trans_prob_learn.txt", "module001_vae/z_learn.txt", "module001_vae/001/weights.pt"):
+    for f in (
+        "module002_gmm/class_learn.txt",
+        "module003_mm/trans_prob_learn.txt",
+        "module001_vae/z_learn.txt",
+        "module001_vae/001/weights.pt",
+    ):
         assert (out / f).read_bytes() == (ref / f).read_bytes(), f

@@ -21,7 +21,12 @@ def learned(mnist, tmp_path_factory):
     """Learn on the first 2000 points of the tutorial's data (short settings)."""
     images, labels = mnist
     out = tmp_path_factory.mktemp("learned")
-    obs, vae, gmm, mm = Observation(images[:2000]), VAE(18, itr=25, batch_size=500), GMM(10, category=labels[:2000]), MarkovModel()
+    obs, vae, gmm, mm = (
+        Observation(images[:2000]),
+        VAE(18, itr=25, batch_size=500),
+        GMM(10, category=labels[:2000]),
+        MarkovModel(),
+    )
     vae.connect(obs)
     gmm.connect(vae)
     mm.connect(gmm)
@@ -35,8 +40,13 @@ def test_recognising_the_last_1000_points_is_as_good_as_learning(learned, mnist,
     res = recognise(model, images[2000:], tmp_path, labels=labels[2000:])
     assert res.accuracy > 0.35 and res.accuracy > result.final_accuracy - 0.15
     np.testing.assert_allclose(res.probs.sum(axis=1), 1.0)
-    for f in ("module001_vae/z_recog.txt", "module002_gmm/class_recog.txt", "module002_gmm/Pdz_recog.txt",
-              "module002_gmm/acc_recog.txt", "module003_mm/msg_recog.txt"):
+    for f in (
+        "module001_vae/z_recog.txt",
+        "module002_gmm/class_recog.txt",
+        "module002_gmm/Pdz_recog.txt",
+        "module002_gmm/acc_recog.txt",
+        "module003_mm/msg_recog.txt",
+    ):
         assert (tmp_path / f).is_file(), f
     # recognising the training points gives the learned classes back (same parameters, no training)
     again = recognise(model, images[:2000], tmp_path / "again", labels=labels[:2000])
@@ -52,7 +62,9 @@ def test_recognition_accuracy_uses_the_clusters_labels_learned_in_training(learn
     updates = json.loads((model / "run.json").read_text())["updates"]
     label_of = dict(next(u for u in reversed(updates) if u["module"] == "module002_gmm")["scalars"]["matching"])
     res = recognise(model, images[2000:], tmp_path / "a", labels=labels[2000:])
-    assert res.accuracy == np.mean([label_of.get(c) == y for c, y in zip(res.classes.tolist(), labels[2000:].tolist(), strict=True)])
+    assert res.accuracy == np.mean(
+        [label_of.get(c) == y for c, y in zip(res.classes.tolist(), labels[2000:].tolist(), strict=True)]
+    )
     assert json.loads((tmp_path / "a" / "recog.json").read_text())["matching"] == "training"
     # labels renamed on the new data: matching anew would score them as well, the training's matching does not
     renamed = (labels[2000:] + 1) % 10
@@ -66,8 +78,22 @@ def test_recog_cli_and_its_errors(learned, mnist, tmp_path, capsys) -> None:
     images, labels = mnist
     np.save(tmp_path / "x.npy", images[2000:])
     np.save(tmp_path / "y.npy", labels[2000:])
-    assert main(["recog", "--model", str(model), "--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
-                 "--out", str(tmp_path / "rec")]) == 0
+    assert (
+        main(
+            [
+                "recog",
+                "--model",
+                str(model),
+                "--data",
+                str(tmp_path / "x.npy"),
+                "--labels",
+                str(tmp_path / "y.npy"),
+                "--out",
+                str(tmp_path / "rec"),
+            ]
+        )
+        == 0
+    )
     assert "accuracy" in capsys.readouterr().out
     with pytest.raises(DataError, match="should have 784 features"):
         recognise(model, images[:10, :100], tmp_path / "bad")

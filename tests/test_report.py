@@ -111,7 +111,22 @@ def test_without_labels_label_figures_are_left_out_and_said_so(unlabelled_run, t
 
 def test_run_report_flag_and_report_command(tmp_path, capsys) -> None:
     out = tmp_path / "cli_run"
-    args = ["run", "--out", str(out), "--epochs", "2", "--rounds", "1", "--sweeps", "5", "--latent-dim", "4", "--backend", "local", "--report"]
+    args = [
+        "run",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--rounds",
+        "1",
+        "--sweeps",
+        "5",
+        "--latent-dim",
+        "4",
+        "--backend",
+        "local",
+        "--report",
+    ]
     assert main(args) == 0
     assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
     page = (out / "report" / "index.html").read_text()

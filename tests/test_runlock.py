@@ -22,20 +22,29 @@ from orchestrator.runlock import LOCK_NAME, RunLock, hold
 def test_a_second_process_on_a_running_directory_is_refused_and_the_first_is_unharmed(small_run, tmp_path) -> None:
     data_args, _, reference = small_run
     out = tmp_path / "run"
-    first = subprocess.Popen(command("run", *data_args, *SMALL_ARGS, "--out", str(out), "--backend", "local"),
-                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        command("run", *data_args, *SMALL_ARGS, "--out", str(out), "--backend", "local"),
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_line(first, "round 1/3  module001_vae")
         first.send_signal(signal.SIGSTOP)  # alive and holding the directory while the second one tries
         before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-        for cmd in (["run", *data_args, *SMALL_ARGS, "--out", str(out), "--backend", "local", "--overwrite"],
-                    ["resume", str(out), "--backend", "local"]):
+        for cmd in (
+            ["run", *data_args, *SMALL_ARGS, "--out", str(out), "--backend", "local", "--overwrite"],
+            ["resume", str(out), "--backend", "local"],
+        ):
             second = subprocess.run(command(*cmd), env=env(), capture_output=True, text=True, timeout=120)
             assert second.returncode == 2, second.stderr
             host = socket.gethostname()
             lines = second.stderr.splitlines()
             assert len(lines) == 1, second.stderr
-            assert lines[0].startswith(f"serket-ray: error: {out} is in use by pid {first.pid} on host {host} (serket-ray run, started ")
+            assert lines[0].startswith(
+                f"serket-ray: error: {out} is in use by pid {first.pid} on host {host} (serket-ray run, started "
+            )
             assert lines[0].endswith("wait for it to end or stop it first")
             assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
         first.send_signal(signal.SIGCONT)
@@ -50,7 +59,10 @@ def test_a_second_process_on_a_running_directory_is_refused_and_the_first_is_unh
 
 def _dead_holder(out) -> int:
     """A real process that took the lock and died by SIGKILL (its lock file stays)."""
-    code = f"import os; from orchestrator.runlock import RunLock; RunLock({str(out)!r}, 'serket-ray run'); os.kill(os.getpid(), 9)"
+    code = (
+        "import os; from orchestrator.runlock import RunLock; "
+        f"RunLock({str(out)!r}, 'serket-ray run'); os.kill(os.getpid(), 9)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], env=env())
     assert proc.wait(timeout=120) == -signal.SIGKILL
     return proc.pid
@@ -64,7 +76,10 @@ def test_a_dead_process_lock_is_taken_over_with_a_warning(small_run, tmp_path, c
     assert json.loads((out / LOCK_NAME).read_text())["pid"] == pid
     with caplog.at_level("WARNING"):
         assert main(["resume", str(out), "--backend", "local", "--quiet"]) == 0  # complete already: changes nothing
-    assert f"taking over the lock of pid {pid} on host {socket.gethostname()}" in caplog.text and "that process is gone" in caplog.text
+    assert (
+        f"taking over the lock of pid {pid} on host {socket.gethostname()}" in caplog.text
+        and "that process is gone" in caplog.text
+    )
     assert not (out / LOCK_NAME).exists()
     assert snapshot(out) == reference
 

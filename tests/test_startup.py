@@ -9,11 +9,16 @@ import sys
 
 def _fresh(code: str, **env: str) -> str:
     full = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full
+    ).stdout.strip()
 
 
 def test_mixture_and_markov_actors_do_not_import_torch() -> None:
-    code = "import sys, actors.gmm, actors.mm, orchestrator.progress; from actors import GMMWorker, MMWorker; print('torch' in sys.modules)"
+    code = (
+        "import sys, actors.gmm, actors.mm, orchestrator.progress; "
+        "from actors import GMMWorker, MMWorker; print('torch' in sys.modules)"
+    )
     assert _fresh(code) == "False"
     assert _fresh("import sys; from actors import VAE; print('torch' in sys.modules, VAE.kind)") == "True vae"
 

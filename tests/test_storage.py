@@ -19,8 +19,25 @@ from cli_runs import command, env, small_data, snapshot
 from orchestrator import checkpoint
 from orchestrator.cli import main
 
-TINY_ARGS = ["--rounds", "3", "--latent-dim", "6", "--epochs", "20", "--batch-size", "400", "--sweeps", "10", "--backend", "local"]
-CAUSES = {errno.ENOSPC: "No space left on device (ENOSPC)", errno.EROFS: "Read-only file system (EROFS)", errno.EDQUOT: "Disk quota exceeded (EDQUOT)"}
+TINY_ARGS = [
+    "--rounds",
+    "3",
+    "--latent-dim",
+    "6",
+    "--epochs",
+    "20",
+    "--batch-size",
+    "400",
+    "--sweeps",
+    "10",
+    "--backend",
+    "local",
+]
+CAUSES = {
+    errno.ENOSPC: "No space left on device (ENOSPC)",
+    errno.EROFS: "Read-only file system (EROFS)",
+    errno.EDQUOT: "Disk quota exceeded (EDQUOT)",
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +89,16 @@ def _sites():
         # the rename that puts weights.pt, a text copy or run.json in place
         "replace-3": lambda c: ("replace", os, Fail(os.replace, 3, c)),
         # run.json itself: before the first update and after the fourth
-        "run.json-1": lambda c: ("replace", os, Fail(os.replace, 1, c, only=lambda src, *a: ".run.json.tmp-" in str(src))),
-        "run.json-5": lambda c: ("replace", os, Fail(os.replace, 5, c, only=lambda src, *a: ".run.json.tmp-" in str(src))),
+        "run.json-1": lambda c: (
+            "replace",
+            os,
+            Fail(os.replace, 1, c, only=lambda src, *a: ".run.json.tmp-" in str(src)),
+        ),
+        "run.json-5": lambda c: (
+            "replace",
+            os,
+            Fail(os.replace, 5, c, only=lambda src, *a: ".run.json.tmp-" in str(src)),
+        ),
     }
 
 
@@ -81,7 +106,9 @@ CASES = [(site, errno.ENOSPC) for site in _sites()] + [("savetxt-2", errno.EROFS
 
 
 @pytest.mark.parametrize("site,code", CASES, ids=[f"{s}-{errno.errorcode[c]}" for s, c in CASES])
-def test_a_failed_write_stops_with_one_line_and_resume_is_byte_identical(tiny, tmp_path, monkeypatch, capsys, site: str, code: int) -> None:
+def test_a_failed_write_stops_with_one_line_and_resume_is_byte_identical(
+    tiny, tmp_path, monkeypatch, capsys, site: str, code: int
+) -> None:
     data_args, reference = tiny
     out = tmp_path / "run"
     name, owner, fail = _sites()[site](code)
@@ -149,7 +176,9 @@ def test_a_full_tmpfs_stops_the_run_and_resume_after_making_room_is_byte_identic
     reference = tmp_path / "reference"
     assert main(["run", *args, "--out", str(reference)]) == 0  # the embedded digits: ~9 MB of outputs
     out = small_tmpfs / "run"
-    done = subprocess.run(command("run", *args, "--out", str(out)), env=env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        command("run", *args, "--out", str(out)), env=env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"serket-ray: error: cannot write {out}/"), done.stderr

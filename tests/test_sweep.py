@@ -32,14 +32,20 @@ def test_pipelines_that_fit_packs_bundles_on_nodes() -> None:
     pipeline = [{"CPU": 1.0}]
     assert pipelines_that_fit(pipeline, [{"CPU": 2.0}], 8) == 2
     assert pipelines_that_fit([{"CPU": 1.5}, {"CPU": 0.25}, {"CPU": 0.25}], [{"CPU": 2.0}], 8) == 1
-    assert pipelines_that_fit([{"CPU": 1.0, "GPU": 1.0}], [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 16.0, "GPU": 1.0}], 8) == 2
+    assert (
+        pipelines_that_fit([{"CPU": 1.0, "GPU": 1.0}], [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 16.0, "GPU": 1.0}], 8) == 2
+    )
     assert pipelines_that_fit([{"CPU": 1.5}], [{"CPU": 1.0}, {"CPU": 1.0}], 8) == 0  # no node holds the bundle
     assert pipelines_that_fit([{"CPU": 1.0}], [{"CPU": 64.0}], 3) == 3  # capped
     assert pipelines_that_fit([], [{"CPU": 1.0}], 5) == 5
 
 
 def test_table_has_a_row_per_seed_then_mean_and_std(tmp_path) -> None:
-    rows = [SweepRow(0, 0.5, 1.0, tmp_path), SweepRow(1, 0.7, 2.0, tmp_path), SweepRow(2, None, 0.1, tmp_path, "RuntimeError: x")]
+    rows = [
+        SweepRow(0, 0.5, 1.0, tmp_path),
+        SweepRow(1, 0.7, 2.0, tmp_path),
+        SweepRow(2, None, 0.1, tmp_path, "RuntimeError: x"),
+    ]
     result = SweepResult(rows, 2, 3.0, {})
     assert result.mean == pytest.approx(0.6) and result.std == pytest.approx(0.1414213562)
     lines = result.table().splitlines()
@@ -70,14 +76,34 @@ def test_two_seeds_at_once_equal_their_single_runs(ray_session, tmp_path) -> Non
         assert manifest["seed"] == seed
         assert manifest["modules"]["module001_vae"]["resources"] == {"CPU": 1.0}
     assert (tmp_path / "sweep" / "seed_0" / "module002_gmm" / "class_learn.txt").read_bytes() != (
-        tmp_path / "sweep" / "seed_1" / "module002_gmm" / "class_learn.txt").read_bytes()
+        tmp_path / "sweep" / "seed_1" / "module002_gmm" / "class_learn.txt"
+    ).read_bytes()
 
 
 @pytest.mark.ray
 def test_cli_sweep_prints_the_table(ray_session, tmp_path, capsys) -> None:
     out = tmp_path / "cli"
-    code = main(["sweep", "--seeds", "3,5", "--epochs", "2", "--rounds", "1", "--latent-dim", "4", "--sweeps", "5",
-                 "--no-mm", "--concurrent", "1", "--out", str(out), "--json"])
+    code = main(
+        [
+            "sweep",
+            "--seeds",
+            "3,5",
+            "--epochs",
+            "2",
+            "--rounds",
+            "1",
+            "--latent-dim",
+            "4",
+            "--sweeps",
+            "5",
+            "--no-mm",
+            "--concurrent",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     summary = json.loads(printed.strip().splitlines()[-1])

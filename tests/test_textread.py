@@ -37,16 +37,19 @@ def test_plain_tables_equal_loadtxt_bit_for_bit(tmp_path: Path) -> None:
         assert np.array_equal(load_array(tmp_path / name), want), name
 
 
-@pytest.mark.parametrize("text", [
-    "1 2\n3  4\n",       # two spaces: np.loadtxt's whitespace split
-    "1 2 \n3 4\n",       # trailing blank
-    " 1 2\n3 4\n",       # leading blank
-    "1\t2\n3\t4\n",      # tab
-    "1 2 # note\n3 4\n",  # comment
-    '"1" 2\n3 4\n',      # quotes
-    "1 2\n3\n",          # ragged
-    "1 2\nx 4\n",        # not a number
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1 2\n3  4\n",  # two spaces: np.loadtxt's whitespace split
+        "1 2 \n3 4\n",  # trailing blank
+        " 1 2\n3 4\n",  # leading blank
+        "1\t2\n3\t4\n",  # tab
+        "1 2 # note\n3 4\n",  # comment
+        '"1" 2\n3 4\n',  # quotes
+        "1 2\n3\n",  # ragged
+        "1 2\nx 4\n",  # not a number
+    ],
+)
 def test_other_layouts_are_left_to_loadtxt(tmp_path: Path, text: str) -> None:
     path = _write(tmp_path / "t.txt", text)
     assert read_plain_table(path, None) is None

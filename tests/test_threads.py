@@ -25,10 +25,20 @@ from orchestrator.cli import main
 @pytest.mark.ray
 def test_one_seed_gives_the_same_bytes_on_placements_with_different_cpu_counts(ray_session, tmp_path) -> None:
     runs = {}
-    for label, backend, vae_cpus in (("half", "ray", 0.5), ("one-and-a-half", "ray", 1.5), ("in-process", "local", None)):
+    for label, backend, vae_cpus in (
+        ("half", "ray", 0.5),
+        ("one-and-a-half", "ray", 1.5),
+        ("in-process", "local", None),
+    ):
         out = tmp_path / label
-        resources = None if vae_cpus is None else {"vae": {"num_cpus": vae_cpus}, "gmm": {"num_cpus": 0.25}, "mm": {"num_cpus": 0.25}}
-        orch = Orchestrator(digits_graph(300, epochs=5, batch_size=100, sweeps=10), out, seed=3, backend=backend, resources=resources)
+        resources = (
+            None
+            if vae_cpus is None
+            else {"vae": {"num_cpus": vae_cpus}, "gmm": {"num_cpus": 0.25}, "mm": {"num_cpus": 0.25}}
+        )
+        orch = Orchestrator(
+            digits_graph(300, epochs=5, batch_size=100, sweeps=10), out, seed=3, backend=backend, resources=resources
+        )
         try:
             orch.run(2)
         finally:
@@ -41,7 +51,21 @@ def test_one_seed_gives_the_same_bytes_on_placements_with_different_cpu_counts(r
     assert runs["half"] == runs["one-and-a-half"] == runs["in-process"]
 
 
-TINY = ["--rounds", "3", "--latent-dim", "6", "--epochs", "8", "--batch-size", "400", "--sweeps", "10", "--backend", "local", "--quiet"]
+TINY = [
+    "--rounds",
+    "3",
+    "--latent-dim",
+    "6",
+    "--epochs",
+    "8",
+    "--batch-size",
+    "400",
+    "--sweeps",
+    "10",
+    "--backend",
+    "local",
+    "--quiet",
+]
 
 
 def test_resume_reuses_the_recorded_thread_count(tmp_path, caplog) -> None:
@@ -50,8 +74,13 @@ def test_resume_reuses_the_recorded_thread_count(tmp_path, caplog) -> None:
     assert main(["run", *data_args, *TINY, "--threads", "2", "--out", str(reference)]) == 0
     assert json.loads((reference / "run.json").read_text())["threads"] == 2
     out = tmp_path / "run"
-    killed = subprocess.run(command("run", *data_args, *TINY, "--threads", "2", "--out", str(out)),
-                            env=env(SERKET_RAY_FAULT="after-copy:4"), capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        command("run", *data_args, *TINY, "--threads", "2", "--out", str(out)),
+        env=env(SERKET_RAY_FAULT="after-copy:4"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     torch.set_num_threads(1)
     assert main(["resume", str(out), "--quiet"]) == 0  # no --threads: the recorded 2
@@ -77,7 +106,14 @@ def test_an_update_leaves_torchs_global_generators_alone(monkeypatch) -> None:
     cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     reseeded.clear()  # torch.manual_seed above seeds CUDA too: only the update's calls count
     images = np.random.default_rng(0).random((64, 20))
-    worker = VAEWorker(VAEConfig(latent_dim=3, epochs=2, batch_size=32, hidden=16), "vae", "gmm", "obs", np.random.SeedSequence(5), num_threads=1)
+    worker = VAEWorker(
+        VAEConfig(latent_dim=3, epochs=2, batch_size=32, hidden=16),
+        "vae",
+        "gmm",
+        "obs",
+        np.random.SeedSequence(5),
+        num_threads=1,
+    )
     worker.update(0, ObservationData(sender="obs", receiver="vae", round=0, data=images))
     assert reseeded == []  # no reseed of torch's CUDA generators
     assert torch.equal(torch.get_rng_state(), cpu_before)
@@ -87,7 +123,9 @@ def test_an_update_leaves_torchs_global_generators_alone(monkeypatch) -> None:
 
 def test_the_weights_are_those_of_torch_manual_seed_from_the_module_stream() -> None:
     """Drawn from the module's own generator, the initial weights equal the old global-seed ones (results unchanged)."""
-    worker = VAEWorker(VAEConfig(latent_dim=4, epochs=1, hidden=32), "vae", "gmm", "obs", np.random.SeedSequence(0), num_threads=1)
+    worker = VAEWorker(
+        VAEConfig(latent_dim=4, epochs=1, hidden=32), "vae", "gmm", "obs", np.random.SeedSequence(0), num_threads=1
+    )
     worker._build_networks(20, torch_seed=987)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(987)
