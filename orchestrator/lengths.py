@@ -23,7 +23,9 @@ import numpy as np
 from actors.module import as_data_matrix
 from messages import as_lengths
 from messages.errors import DataError
-from orchestrator.data import _one_line, _read_table, _table_to_array, detect_format, load_array
+from orchestrator.data import load_array
+from orchestrator.data_formats import detect_format, one_line
+from orchestrator.data_readers import read_table, table_to_array
 
 
 def load_lengths(path: str | Path, n_points: int) -> np.ndarray | None:
@@ -92,7 +94,7 @@ def _csv_table(p: Path) -> Any:
         return pcsv.read_csv(p)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
-            f"data file {p} should be a CSV file with a header line naming its columns, got an error: {_one_line(exc)}"
+            f"data file {p} should be a CSV file with a header line naming its columns, got an error: {one_line(exc)}"
         ) from None
 
 
@@ -129,9 +131,9 @@ def load_sequence_table(
     fmt = detect_format(p, "data")
     if fmt in ("parquet", "arrow"):
         try:
-            table = _read_table(p, fmt)
+            table = read_table(p, fmt)
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"data file {p} should be a readable {fmt} file, got an error: {_one_line(exc)}") from None
+            raise DataError(f"data file {p} should be a readable {fmt} file, got an error: {one_line(exc)}") from None
     elif fmt == "text":
         table = _csv_table(p)
     else:
@@ -152,5 +154,5 @@ def load_sequence_table(
     if ids.ndim != 1:
         raise DataError(f"{what} should hold one id per row, got a list column")
     lengths = lengths_from_ids(ids, what)
-    data = as_data_matrix(_table_to_array(table.drop_columns([sequence_key]), p, "data", data_key), f"data ({p})")
+    data = as_data_matrix(table_to_array(table.drop_columns([sequence_key]), p, "data", data_key), f"data ({p})")
     return data, as_lengths(lengths, int(data.shape[0]), what, DataError)

@@ -1,4 +1,4 @@
-"""Reading users' data files: round trips for every format, every bad input, and scaling."""
+"""Reading users' data files through ``orchestrator.data``: round trips for every format and every bad input."""
 
 from __future__ import annotations
 
@@ -15,14 +15,10 @@ import pytest
 
 from messages.errors import DataError
 from orchestrator.data import (
-    check_unit_range,
-    choose_scale,
     detect_format,
     load_array,
     load_data,
     load_labels,
-    read_idx,
-    scale_data,
     write_idx,
 )
 
@@ -181,20 +177,6 @@ def test_labels_round_trip(tmp_path: Path, name: str, write: Writer, key: str | 
     np.testing.assert_array_equal(labels, Y)
 
 
-@pytest.mark.parametrize("dtype", ["u1", "i1", ">i2", "<i4", "f4", "f8"])
-@pytest.mark.parametrize("suffix", ["", ".gz"])
-def test_idx_round_trip_every_type(tmp_path: Path, dtype: str, suffix: str) -> None:
-    arr = (RNG.random((3, 4, 5)) * 100).astype(dtype)
-    back = read_idx(write_idx(tmp_path / f"a-idx3-ubyte{suffix}", arr))
-    assert back.dtype == np.dtype(dtype).newbyteorder("=")
-    np.testing.assert_array_equal(back, arr)
-
-
-def test_idx_header_is_big_endian(tmp_path: Path) -> None:
-    raw = write_idx(tmp_path / "l-idx1-ubyte", np.arange(3, dtype=np.uint8)).read_bytes()
-    assert raw == bytes([0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2])
-
-
 @pytest.mark.parametrize(
     ("name", "write", "fmt"),
     [
@@ -319,79 +301,3 @@ def test_bad_labels_are_one_clear_line(
 def test_data_error_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="missing path"):
         load_array(tmp_path / "nothing.npy")
-
-
-# --------------------------------------------------------------------------- scaling
-
-
-@pytest.mark.parametrize(
-    ("data", "mode"),
-    [
-        (np.array([[0.0, 0.5], [1.0, 0.25]]), "none"),
-        (np.array([[0, 128], [255, 3]], dtype=np.uint8), "255"),
-        (np.array([[0.0, 128.0], [200.0, 3.0]]), "255"),
-        (np.array([[0.0, 1.5], [1000.0, 3.0]]), "max"),
-        (np.array([[0.5, 1.5], [2.5, 3.25]]), "max"),
-        (np.array([[-1.0, 0.5], [2.0, 3.0]]), "minmax"),
-    ],
-)
-def test_auto_scale_choice(data: np.ndarray, mode: str) -> None:
-    assert choose_scale(data) == mode
-    scaled = scale_data(data, "auto")
-    np.testing.assert_allclose(scaled, scale_data(data, mode))
-    assert scaled.min() >= 0.0 and scaled.max() <= 1.0
-    check_unit_range(scaled)
-
-
-def test_scale_modes_values() -> None:
-    data = np.array([[0.0, 51.0], [255.0, 102.0]])
-    np.testing.assert_allclose(scale_data(data, "255"), [[0.0, 0.2], [1.0, 0.4]])
-    np.testing.assert_allclose(scale_data(data, "max"), [[0.0, 0.2], [1.0, 0.4]])
-    np.testing.assert_allclose(scale_data(data + 10, "minmax"), [[0.0, 0.2], [1.0, 0.4]])
-    assert scale_data(data, "none") is data
-
-
-def test_scale_keeps_float32_and_converts_integers() -> None:
-    assert scale_data(np.full((2, 2), 10.0, np.float32), "255").dtype == np.float32
-    assert scale_data(np.full((2, 2), 10, np.uint8), "255").dtype == np.float64
-
-
-def test_scale_constant_data_becomes_zeros() -> None:
-    np.testing.assert_array_equal(scale_data(np.full((2, 3), 7.0), "minmax"), np.zeros((2, 3)))
-    np.testing.assert_array_equal(scale_data(np.zeros((2, 3)), "max"), np.zeros((2, 3)))
-
-
-@pytest.mark.parametrize(
-    ("data", "mode", "fragment"),
-    [
-        (np.array([[0.0, 300.0]]), "255", "[0, 255]"),
-        (np.array([[-1.0, 3.0]]), "255", "[0, 255]"),
-        (np.array([[-1.0, 3.0]]), "max", "non-negative"),
-        (np.array([[0.0, 3.0]]), "log", "should be one of"),
-    ],
-)
-def test_scale_refuses(data: np.ndarray, mode: str, fragment: str) -> None:
-    with pytest.raises(DataError, match=r".*") as info:
-        scale_data(data, mode)
-    assert fragment in str(info.value)
-    assert "\n" not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("data", "suggestion"),
-    [
-        (np.array([[0, 255]], dtype=np.uint8), "--scale 255"),
-        (np.array([[0.0, 1000.5]]), "--scale max"),
-        (np.array([[-0.5, 0.5]]), "--scale minmax"),
-    ],
-)
-def test_check_unit_range_suggests_scale(data: np.ndarray, suggestion: str) -> None:
-    with pytest.raises(DataError) as info:
-        check_unit_range(data, "data (pixels.csv)")
-    message = str(info.value)
-    assert message.startswith("data (pixels.csv) should lie in [0, 1]")
-    assert suggestion in message and "\n" not in message
-
-
-def test_check_unit_range_accepts_unit_data() -> None:
-    check_unit_range(np.array([[0.0, 1.0], [0.5, 0.25]]))
