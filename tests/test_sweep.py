@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 from conftest import digits_graph
 
 from orchestrator import Orchestrator
-from orchestrator.cli import main, parse_seeds
+from orchestrator.cli import main
 from orchestrator.sweep import SweepResult, SweepRow, pipelines_that_fit, sweep
 
 EPOCHS, ROUNDS, N = 5, 2, 900
@@ -17,15 +16,6 @@ EPOCHS, ROUNDS, N = 5, 2, 900
 
 def _build() -> list:
     return digits_graph(N, EPOCHS, batch_size=300, sweeps=15)
-
-
-def test_parse_seeds_takes_ranges_and_lists() -> None:
-    assert parse_seeds("0-7") == list(range(8))
-    assert parse_seeds("0,3,5-6") == [0, 3, 5, 6]
-    assert parse_seeds("4") == [4]
-    for bad in ("", "a", "3-1", "-1", "1,1", "0-2,2"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            parse_seeds(bad)
 
 
 def test_pipelines_that_fit_packs_bundles_on_nodes() -> None:
