@@ -4,14 +4,16 @@ Both executors expose the same calls, so the session's scheduling code is the
 same whichever runs it.  On Ray, all actors of one run are reserved together in
 one placement group (:meth:`RayExecutor.reserve`): a run either gets everything
 it needs or fails at once, naming what is missing, instead of hanging.
+
+The in-process executor is :mod:`orchestrator.local_executor`, the resource
+arithmetic behind the reservation :mod:`orchestrator.placement`; both are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-import math
 import os
 import socket
 import time
@@ -20,66 +22,25 @@ from typing import Any
 
 from messages.errors import ConfigError
 from orchestrator import stopping
+from orchestrator.local_executor import LocalExecutor, blas_threads
+from orchestrator.placement import PLACEMENT_STRATEGIES, actor_options, bundle_of, plain_resources, shortfall
+
+__all__ = [
+    "PLACEMENT_STRATEGIES",
+    "LocalExecutor",
+    "RayExecutor",
+    "actor_options",
+    "alive_node_resources",
+    "auto_resources",
+    "blas_threads",
+    "bundle_of",
+    "check_address",
+    "connect_ray",
+    "disconnect_ray",
+    "shortfall",
+]
 
 log = logging.getLogger(__name__)
-
-
-class LocalExecutor:
-    """Runs workers as plain objects in this process; "references" are the values."""
-
-    name = "local"
-
-    def __init__(self) -> None:
-        self.threads: int | None = None  # BLAS threads during a call (see set_threads)
-
-    def set_threads(self, worker: Any, threads: int) -> None:
-        """numpy's BLAS threads while this process runs a worker's calls (restored after each call)."""
-        self.threads = int(threads)
-
-    def reserve(
-        self,
-        resources: list[dict[str, Any]],
-        labels: list[str] | None = None,
-        strategy: str = "PACK",
-        timeout: float = 60.0,
-    ) -> list[int | None]:
-        """Nothing to reserve in this process: every worker gets ``None`` (no bundle)."""
-        return [None] * len(resources)
-
-    def bundle_info(self, bundle: int | None) -> dict[str, Any]:
-        return {}
-
-    def start(
-        self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None = None
-    ) -> Any:
-        return cls(*args)
-
-    def put(self, value: Any) -> Any:
-        return value
-
-    def call(self, worker: Any, method: str, n_returns: int, **kwargs: Any) -> list[Any]:
-        with blas_threads(self.threads):
-            out = getattr(worker, method)(**kwargs)
-        return list(out) if n_returns > 1 else [out]
-
-    def get(self, refs: list[Any], timeout: float | None = None) -> list[Any]:
-        return list(refs)
-
-    def wait(self, refs: list[Any], timeout: float) -> bool:
-        """Whether every result is ready (in this process a call has returned when it is)."""
-        return True
-
-    def is_actor_failure(self, exc: BaseException) -> bool:
-        return False
-
-    def kill(self, worker: Any) -> None:
-        pass
-
-    def node_of(self, worker: Any) -> dict[str, Any]:
-        return {"node_id": None, "node_ip": "127.0.0.1", "resources": {}}
-
-    def shutdown(self) -> None:
-        pass
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
@@ -171,114 +132,6 @@ def auto_resources(kind: str) -> dict[str, Any]:
             return {"num_cpus": 1, "num_gpus": 1}
         return {"num_cpus": max(1.0, node_cpus - 0.5), "num_gpus": 0}
     return {"num_cpus": 0.25, "num_gpus": 0}
-
-
-PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-
-#: Actor options that take resources, and the resource each takes.
-_RESOURCE_OPTIONS = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
-
-
-def actor_options(resources: dict[str, Any]) -> dict[str, Any]:
-    """Ray actor options from a module's resources, with ``num_cpus`` made explicit.
-
-    Ray schedules an actor without ``num_cpus`` as if it needed one CPU; saying
-    so keeps the actor's request and its placement-group bundle the same.
-
-    Raises
-    ------
-    ConfigError
-        A resource amount is not a non-negative number.
-    """
-    if not isinstance(resources, dict):
-        raise ConfigError(f"actor resources should be a dict like {{'num_cpus': 1}}, got {resources!r}")
-    opts = dict(resources)
-    opts.setdefault("num_cpus", 1)
-    custom = opts.get("resources") or {}
-    if not isinstance(custom, dict):
-        raise ConfigError(f"'resources' should map custom resource names to amounts, got {custom!r}")
-    for key, value in [*((k, opts[k]) for k in _RESOURCE_OPTIONS if k in opts), *custom.items()]:
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"resource {key!r} should be a non-negative number, got {value!r}")
-    return opts
-
-
-def bundle_of(resources: dict[str, Any]) -> dict[str, float]:
-    """The placement-group bundle an actor with these options needs.
-
-    Parameters
-    ----------
-    resources : dict
-        Ray actor options: ``num_cpus``, ``num_gpus``, ``memory`` (bytes) and
-        ``resources`` (custom name -> amount); other options are ignored.
-
-    Returns
-    -------
-    dict
-        Resource name -> amount, zero amounts left out (empty for an actor that
-        needs nothing: such actors are left out of the group, as a bundle
-        cannot be empty).
-    """
-    opts = actor_options(resources)
-    bundle = {name: float(opts[key]) for key, name in _RESOURCE_OPTIONS.items() if opts.get(key)}
-    bundle.update({str(k): float(v) for k, v in (opts.get("resources") or {}).items() if v})
-    return bundle
-
-
-def _plain(resources: dict[str, float]) -> dict[str, float]:
-    """Cluster resources without Ray's per-group and per-node bookkeeping entries."""
-    return {k: v for k, v in resources.items() if "_group_" not in k and not k.startswith(("node:", "bundle_group"))}
-
-
-def _fmt(value: float, key: str) -> str:
-    if key in ("memory", "object_store_memory"):
-        return f"{value / 2**30:.3g} GiB"
-    return f"{value:g}"
-
-
-def shortfall(
-    bundles: list[dict[str, float]],
-    cluster: dict[str, float],
-    available: dict[str, float],
-    node_max: dict[str, float],
-) -> list[str]:
-    """What the bundles ask for that the cluster cannot give, one line per resource.
-
-    Parameters
-    ----------
-    bundles : list of dict
-        Resource name -> amount, one per actor.
-    cluster, available : dict
-        ``ray.cluster_resources()`` and ``ray.available_resources()``.
-    node_max : dict
-        Resource name -> the most any one alive node has.
-
-    Returns
-    -------
-    list of str
-        Empty when the cluster as a whole could hold the bundles (they are
-        then only held up by other work, or by the placement strategy).
-    """
-    eps = 1e-6
-    lines = []
-    for key in sorted({k for b in bundles for k in b}):
-        asked = sum(b.get(key, 0.0) for b in bundles)
-        largest = max(b.get(key, 0.0) for b in bundles)
-        total, free, per_node = cluster.get(key, 0.0), available.get(key, 0.0), node_max.get(key, 0.0)
-        if total <= 0:
-            lines.append(f"{key!r}: asked {_fmt(asked, key)}, the cluster has none")
-        elif asked > total + eps:
-            lines.append(f"{key!r}: asked {_fmt(asked, key)} in all, the cluster has {_fmt(total, key)}")
-        elif largest > per_node + eps:
-            lines.append(f"{key!r}: one actor asks {_fmt(largest, key)}, the largest node has {_fmt(per_node, key)}")
-        elif asked > free + eps:
-            lines.append(
-                f"{key!r}: asked {_fmt(asked, key)}, only {_fmt(free, key)} of {_fmt(total, key)} free now "
-                "(other work holds the rest)"
-            )
-    return lines
 
 
 class RayExecutor:
@@ -387,8 +240,8 @@ class RayExecutor:
         strategy: str,
         timeout: float,
     ) -> str:
-        cluster = _plain(self._ray.cluster_resources())
-        available = _plain(self._ray.available_resources())
+        cluster = plain_resources(self._ray.cluster_resources())
+        available = plain_resources(self._ray.available_resources())
         node_max: dict[str, float] = {}
         for node in self._ray.nodes():
             if node.get("Alive"):
@@ -547,15 +400,6 @@ def _where(worker: Any) -> dict[str, Any]:
         "resources": ctx.get_assigned_resources(),
         "pid": os.getpid(),
     }
-
-
-def blas_threads(threads: int | None) -> Any:
-    """A context limiting numpy's BLAS (OpenBLAS, MKL, ...) to ``threads`` threads; nothing for None."""
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=int(threads), user_api="blas")
 
 
 def _set_blas_threads(worker: Any, threads: int) -> None:

@@ -10,7 +10,7 @@ from conftest import digits_graph
 
 from messages.errors import ConfigError
 from orchestrator import Orchestrator
-from orchestrator.executor import bundle_of, shortfall
+from orchestrator.placement import actor_options, bundle_of, plain_resources, shortfall
 
 pytestmark = pytest.mark.ray
 
@@ -36,6 +36,19 @@ def test_bundle_of_maps_actor_options_to_resources() -> None:
     assert bundle_of({"num_cpus": 0}) == {}  # left out of the group
     with pytest.raises(ConfigError, match="non-negative"):
         bundle_of({"num_cpus": -1})
+
+
+def test_actor_options_make_num_cpus_explicit_and_refuse_bad_amounts() -> None:
+    assert actor_options({"num_gpus": 1}) == {"num_gpus": 1, "num_cpus": 1}
+    assert actor_options({"num_cpus": 0.5, "max_restarts": 2}) == {"num_cpus": 0.5, "max_restarts": 2}
+    for bad in ({"num_gpus": True}, {"memory": float("nan")}, {"resources": {"tpu": -1}}):
+        with pytest.raises(ConfigError, match="should be a non-negative number"):
+            actor_options(bad)
+    with pytest.raises(ConfigError, match="actor resources should be a dict"):
+        actor_options([1])  # type: ignore[arg-type]
+    assert plain_resources({"CPU": 2.0, "node:1.2.3.4": 1.0, "CPU_group_ab": 1.0, "bundle_group_0": 1.0}) == {
+        "CPU": 2.0
+    }
 
 
 def test_shortfall_names_each_missing_resource() -> None:
