@@ -202,6 +202,51 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return v / v.sum(axis=-1, keepdims=True)
 
 
+def _block_products(
+    eb: np.ndarray, trans: np.ndarray, pi0: np.ndarray, starts: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1 of :func:`forward_backward`: each block's rescaled transfer product.
+
+    S_b = G_first ... G_last, G_t = A_t diag(e_t), where A_0 = 1 pi0^T and A_t = T
+    otherwise.  Rescaled each step (log scale kept); S T for all blocks at once is
+    one (n_blocks K, K) x (K, K) product.
+
+    Parameters
+    ----------
+    eb : numpy.ndarray, shape (B, L, K)
+        Emissions (shifted, exponentiated, padded) in B blocks of length L.
+    trans : numpy.ndarray, shape (K, K)
+    pi0 : numpy.ndarray, shape (K,)
+    starts : numpy.ndarray of bool, shape (B, L), or None
+        Points that begin a sequence other than the first.
+
+    Returns
+    -------
+    s : numpy.ndarray, shape (B, K, K)
+    log_scale : numpy.ndarray, shape (B,)
+        log of the factor each block's product was divided by.
+    """
+    n_blocks, length, k = eb.shape
+    s = trans[None, :, :] * eb[:, 0, None, :]
+    s[0] = pi0[None, :] * eb[0, 0][None, :]
+    if starts is not None and starts[:, 0].any():
+        hit = starts[:, 0]
+        s[hit] = (pi0[None, :] * eb[hit, 0])[:, None, :]
+    m = s.max(axis=(1, 2))
+    s /= m[:, None, None]
+    log_scale = np.log(m)
+    for i in range(1, length):
+        s = (s.reshape(n_blocks * k, k) @ trans).reshape(n_blocks, k, k)
+        if starts is not None and starts[:, i].any():
+            hit = starts[:, i]  # S 1 pi0^T: each row's mass (T keeps it) moved onto pi0
+            s[hit] = s[hit].sum(axis=2, keepdims=True) * pi0[None, None, :]
+        s *= eb[:, i, None, :]
+        m = s.max(axis=(1, 2))
+        s /= m[:, None, None]
+        log_scale += np.log(m)
+    return s, log_scale
+
+
 def forward_backward(
     log_emission: np.ndarray,
     trans: np.ndarray,
@@ -250,26 +295,7 @@ def forward_backward(
         flags[0] = False  # the first point is handled as before
         starts = flags.reshape(n_blocks, length)
 
-    # Pass 1: each block's transfer product S_b = G_first ... G_last, G_t = A_t diag(e_t),
-    # where A_0 = 1 pi0^T and A_t = T otherwise.  Rescaled each step (log scale kept);
-    # S T for all blocks at once is one (n_blocks K, K) x (K, K) product.
-    s = trans[None, :, :] * eb[:, 0, None, :]
-    s[0] = pi0[None, :] * eb[0, 0][None, :]
-    if starts is not None and starts[:, 0].any():
-        hit = starts[:, 0]
-        s[hit] = (pi0[None, :] * eb[hit, 0])[:, None, :]
-    m = s.max(axis=(1, 2))
-    s /= m[:, None, None]
-    log_scale = np.log(m)
-    for i in range(1, length):
-        s = (s.reshape(n_blocks * k, k) @ trans).reshape(n_blocks, k, k)
-        if starts is not None and starts[:, i].any():
-            hit = starts[:, i]  # S 1 pi0^T: each row's mass (T keeps it) moved onto pi0
-            s[hit] = s[hit].sum(axis=2, keepdims=True) * pi0[None, None, :]
-        s *= eb[:, i, None, :]
-        m = s.max(axis=(1, 2))
-        s /= m[:, None, None]
-        log_scale += np.log(m)
+    s, log_scale = _block_products(eb, trans, pi0, starts)
 
     # Pass 2: chain the blocks forwards (incoming filtered vectors) and backwards.
     incoming = np.empty((n_blocks, k))

@@ -293,10 +293,10 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         {
             "part": "speed",
             "what": "whole run / bare fp32 (target <= 1.0)",
-            **_stats([r["whole_s"] / b["train_s"] for r, b in zip(runs, bare)], 3),
+            **_stats([r["whole_s"] / b["train_s"] for r, b in zip(runs, bare, strict=True)], 3),
         }
     )
-    ratio_tricks = [r["whole_s"] / t["train_s"] for r, t in zip(runs, tricks)]
+    ratio_tricks = [r["whole_s"] / t["train_s"] for r, t in zip(runs, tricks, strict=True)]
     rows.append(
         {"part": "speed", "what": "whole run / bare with the same tricks (target <= 1.3)", **_stats(ratio_tricks, 3)}
     )

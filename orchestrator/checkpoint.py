@@ -60,7 +60,9 @@ def table_arrays(table: pa.Table) -> tuple[dict[str, np.ndarray], dict[str, Any]
     """Inverse of :func:`arrays_table`."""
     info = json.loads((table.schema.metadata or {})[b"serket_ray.arrays"])
     out = {}
-    for name, dtype, shape, data in zip(*(table.column(c).to_pylist() for c in ("name", "dtype", "shape", "data"))):
+    for name, dtype, shape, data in zip(
+        *(table.column(c).to_pylist() for c in ("name", "dtype", "shape", "data")), strict=True
+    ):
         out[name] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape).copy()
     return out, info["meta"]
 

@@ -248,7 +248,7 @@ class RayExecutor:
                 for key, value in node.get("Resources", {}).items():
                     node_max[key] = max(node_max.get(key, 0.0), float(value))
         missing = shortfall(bundles, cluster, available, node_max)
-        asked = ", ".join(f"{label} {bundles[i]}" for label, i in zip(labels, indices) if i is not None)
+        asked = ", ".join(f"{label} {bundles[i]}" for label, i in zip(labels, indices, strict=True) if i is not None)
         keys = sorted({k for b in bundles for k in b} | {"CPU", "GPU"})
         has = {k: cluster.get(k, 0.0) for k in keys}
         free = {k: available.get(k, 0.0) for k in keys}

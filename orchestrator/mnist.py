@@ -148,6 +148,51 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _expected_sha256(wanted: list[str], checksums: Mapping[str, str] | None) -> dict[str, str]:
+    """Hex SHA-256 of each file asked: the one given in ``checksums``, else the official one."""
+    expected: dict[str, str] = {}
+    for name in wanted:
+        if checksums is not None and name in checksums:
+            expected[name] = checksums[name].lower()
+        elif name in MNIST_FILES:
+            expected[name] = MNIST_FILES[name].sha256
+        else:
+            raise DataError(
+                f"MNIST file name should be one of {sorted(MNIST_FILES)} or have a checksum given, got {name!r}"
+            )
+    return expected
+
+
+def _download_from_mirrors(bases: list[str], name: str, path: Path, sha256: str, timeout: float, hint: str) -> None:
+    """Download ``name`` to ``path`` from the first mirror that serves it with the right SHA-256.
+
+    Raises
+    ------
+    DataError
+        Every mirror failed (the first failure and ``hint`` are named) or served another SHA-256.
+    """
+    failures: list[str] = []
+    mismatch: _ChecksumMismatchError | None = None
+    for base in bases:
+        url = base.rstrip("/") + "/" + name
+        logger.info("MNIST: downloading %s", url)
+        try:
+            _download(url, path, sha256, timeout)
+            return
+        except _ChecksumMismatchError as exc:
+            logger.warning("MNIST: %s has SHA-256 %s, expected %s; discarded", url, exc.got, exc.expected)
+            mismatch = exc
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, bad URLs
+            logger.info("MNIST: %s failed: %s", url, _reason(exc))
+            failures.append(f"{url}: {_reason(exc)}")
+    if mismatch is not None:
+        raise DataError(
+            f"MNIST file {name} from {mismatch.url} should have SHA-256 {mismatch.expected}, "
+            f"got {mismatch.got}; the download was discarded"
+        )
+    raise DataError(f"MNIST could not be downloaded ({failures[0]}); without network access, {hint}")
+
+
 def fetch_mnist(
     cache_dir: str | Path | None = None,
     base_url: str | Sequence[str] = MIRRORS,
@@ -191,16 +236,7 @@ def fetch_mnist(
         hand), or a downloaded file's SHA-256 differs from the expected one.
     """
     wanted = list(names)
-    expected: dict[str, str] = {}
-    for name in wanted:
-        if checksums is not None and name in checksums:
-            expected[name] = checksums[name].lower()
-        elif name in MNIST_FILES:
-            expected[name] = MNIST_FILES[name].sha256
-        else:
-            raise DataError(
-                f"MNIST file name should be one of {sorted(MNIST_FILES)} or have a checksum given, got {name!r}"
-            )
+    expected = _expected_sha256(wanted, checksums)
     bases = [base_url] if isinstance(base_url, str) else list(base_url)
     target = mnist_dir(cache_dir)
     paths: dict[str, Path] = {}
@@ -226,27 +262,7 @@ def fetch_mnist(
                 f"MNIST cache folder {target} should be writable, got: {_reason(exc)}; "
                 f"choose another with --cache-dir or ${CACHE_ENV}"
             ) from None
-        failures: list[str] = []
-        mismatch: _ChecksumMismatchError | None = None
-        for base in bases:
-            url = base.rstrip("/") + "/" + name
-            logger.info("MNIST: downloading %s", url)
-            try:
-                _download(url, path, expected[name], timeout)
-                break
-            except _ChecksumMismatchError as exc:
-                logger.warning("MNIST: %s has SHA-256 %s, expected %s; discarded", url, exc.got, exc.expected)
-                mismatch = exc
-            except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, bad URLs
-                logger.info("MNIST: %s failed: %s", url, _reason(exc))
-                failures.append(f"{url}: {_reason(exc)}")
-        else:
-            if mismatch is not None:
-                raise DataError(
-                    f"MNIST file {name} from {mismatch.url} should have SHA-256 {mismatch.expected}, "
-                    f"got {mismatch.got}; the download was discarded"
-                )
-            raise DataError(f"MNIST could not be downloaded ({failures[0]}); without network access, {hint}")
+        _download_from_mirrors(bases, name, path, expected[name], timeout, hint)
     return paths
 
 

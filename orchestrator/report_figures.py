@@ -118,7 +118,7 @@ def plot_accuracy(acc: list[float | None], chance: float | None, path: Path) -> 
     rounds = np.arange(1, len(acc) + 1)
     values = np.array([np.nan if a is None else a for a in acc], dtype=float)
     ax.plot(rounds, values, marker="o", color="tab:blue")
-    for r, a in zip(rounds, values):
+    for r, a in zip(rounds, values, strict=True):
         if np.isfinite(a):
             ax.annotate(f"{a:.3f}", (r, a), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=9)
     if chance is not None:
@@ -175,7 +175,7 @@ def plot_confusion(classes: np.ndarray, labels: np.ndarray, match: Matching, pat
     empty = counts.sum(axis=0) == 0
     ticks = [
         (name if name.startswith("c") else f"{name}\n(c{c})") + ("\nempty" if e else "")
-        for name, c, e in zip(match.cluster_names, match.clusters, empty)
+        for name, c, e in zip(match.cluster_names, match.clusters, empty, strict=True)
     ]
     ax.set_xticks(range(n_c), ticks, fontsize=8)
     ax.set_yticks(range(n_r), [str(v) for v in match.labels])
@@ -227,7 +227,7 @@ def _scatter_panel(
     title: str,
     legend_title: str,
 ) -> None:
-    for g, name, colour in zip(order, names, colours):
+    for g, name, colour in zip(order, names, colours, strict=True):
         sel = groups == g
         if sel.any():
             ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=colour, alpha=0.6, linewidths=0, label=name, rasterized=True)
@@ -348,7 +348,7 @@ def plot_reconstructions(
     k = min(6, len(idx))
     fig = _figure(9.0, 1.3 * k + 0.8)
     axes = fig.subplots(k, 1, sharex=True, squeeze=False)[:, 0]
-    for ax, i in zip(axes, idx[:k]):
+    for ax, i in zip(axes, idx[:k], strict=True):
         if data is not None:
             ax.plot(data[i], color="black", linewidth=1, label="original")
         ax.plot(x_hat[i], color="tab:red", linewidth=1, label="reconstruction")

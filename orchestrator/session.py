@@ -158,7 +158,7 @@ class Session:
             strategy=self.placement_strategy,
             timeout=self.reserve_timeout,
         )
-        self.bundles = dict(zip(learnable, bundles))
+        self.bundles = dict(zip(learnable, bundles, strict=True))
         self.executor = executor
         try:
             for obs in self.graph.observations:
@@ -253,7 +253,7 @@ class Session:
                 self._restart(module)
         for i, ref in enumerate(out_refs[:-1]):
             self.refs[(module, i)] = ref
-        outputs = dict(zip(names, values))
+        outputs = dict(zip(names, values, strict=True))
         messages = {k: v for k, v in outputs.items() if isinstance(v, Message)}
         meta = {"module": name, "round": round_index, "seed": self.seed, "schema_version": checkpoint.FORMAT_VERSION}
         scalars, files = checkpoint.write_update(

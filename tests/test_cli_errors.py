@@ -54,7 +54,8 @@ def _files(tmp: Path) -> dict[str, Path]:
     paths["ids_csv_back"].write_text(
         "f0,f1,episode\n"
         + "".join(
-            f"{a:.3f},{b:.3f},{e}\n" for a, b, e in zip(good[:, 0], good[:, 1], ["a"] * 5 + ["b"] * 20 + ["a"] * 5)
+            f"{a:.3f},{b:.3f},{e}\n"
+            for a, b, e in zip(good[:, 0], good[:, 1], ["a"] * 5 + ["b"] * 20 + ["a"] * 5, strict=True)
         )
     )
     paths["cluttered"] = tmp / "cluttered"

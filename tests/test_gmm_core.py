@@ -108,7 +108,7 @@ def test_worker_is_deterministic_and_keeps_numbering() -> None:
         outs.append((p1.probs, p2.probs, means.means))
         # numbering is kept between rounds: round 2 agrees with round 1 cluster by cluster
         assert (np.argmax(p1.probs, 1) == np.argmax(p2.probs, 1)).mean() > 0.99
-    for a, b in zip(outs[0], outs[1]):
+    for a, b in zip(outs[0], outs[1], strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -91,7 +91,8 @@ def test_a_sequence_id_column_gives_the_lengths_and_leaves_the_data(tmp_path, fm
         feather.write_feather(table, path)
     else:
         path.write_text(
-            "session,f0,f1,f2\n" + "".join(f"{s},{a!r},{b!r},{c!r}\n" for s, (a, b, c) in zip(ids, x.tolist()))
+            "session,f0,f1,f2\n"
+            + "".join(f"{s},{a!r},{b!r},{c!r}\n" for s, (a, b, c) in zip(ids, x.tolist(), strict=True))
         )
     data, lengths = load_sequence_table(path, "session")
     assert lengths.tolist() == [4, 1, 3]

@@ -118,7 +118,7 @@ def test_an_update_leaves_torchs_global_generators_alone(monkeypatch) -> None:
     assert reseeded == []  # no reseed of torch's CUDA generators
     assert torch.equal(torch.get_rng_state(), cpu_before)
     if cuda_before is not None:
-        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before))
+        assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_before, strict=True))
 
 
 def test_the_weights_are_those_of_torch_manual_seed_from_the_module_stream() -> None:

@@ -120,7 +120,7 @@ def test_one_gather_per_epoch_trains_as_indexing_every_batch() -> None:
             total += float(loss.detach())
         want.append(total / 300)
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    for a, b in zip(net.parameters(), ref_net.parameters()):
+    for a, b in zip(net.parameters(), ref_net.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
