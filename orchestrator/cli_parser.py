@@ -158,12 +158,8 @@ def _add_cluster_options(cmd: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
-    parser = _Parser(prog="serket-ray", description="Serket's VAE + GMM + MM model on Ray.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_run(sub: Any) -> None:
+    """``serket-ray run``: learn the model."""
     run = sub.add_parser("run", help="learn the VAE + GMM + MM model")
     _add_graph_options(run)
     run.add_argument("--out", default="serket-out", help="output directory (default: %(default)s)")
@@ -186,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads of the VAE (part of the run's configuration: results depend on it, "
         "placement does not; default 2)",
     )
+
+
+def _add_sweep(sub: Any) -> None:
+    """``serket-ray sweep``: one pipeline per seed."""
     swp = sub.add_parser(
         "sweep", help="run independent pipelines for several seeds at once; report accuracy mean and std"
     )
@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(swp)
     swp.add_argument("--quiet", action="store_true", help="print only errors")
     swp.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
+
+
+def _add_recog(sub: Any) -> None:
+    """``serket-ray recog``: classify novel data with a learned model."""
     rec = sub.add_parser("recog", help="classify novel data with a learned model (no training)")
     rec.add_argument("--model", required=True, help="output directory of a learning run")
     rec.add_argument("--data", required=True, help="data file (same formats as run)")
@@ -224,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-mm", action="store_true", help="ignore the learned transitions")
     rec.add_argument("--quiet", action="store_true")
     rec.add_argument("--json", action="store_true")
+
+
+def _add_resume(sub: Any) -> None:
+    """``serket-ray resume``: continue a run."""
     res = sub.add_parser("resume", help="continue a run from its last completed update")
     res.add_argument("out", help="the run's output directory")
     res.add_argument("--rounds", type=_positive_int, help="total rounds wanted (default: as started)")
@@ -249,9 +257,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch threads of the VAE (default: as recorded in run.json)",
     )
+
+
+def _add_report(sub: Any) -> None:
+    """``serket-ray report``: the HTML report of a run."""
     rep = sub.add_parser("report", help="write an HTML report with figures of a run to OUT/report/index.html")
     rep.add_argument("out", help="the run's output directory")
     rep.add_argument("--labels", help="labels file (same formats as run); default: those the run recorded, if any")
     rep.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
     rep.add_argument("--quiet", action="store_true", help="print only errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = _Parser(prog="serket-ray", description="Serket's VAE + GMM + MM model on Ray.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_sweep, _add_recog, _add_resume, _add_report):
+        add(sub)
     return parser

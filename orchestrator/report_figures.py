@@ -304,47 +304,59 @@ def plot_reconstructions(
     x_hat: np.ndarray, data: np.ndarray | None, idx: np.ndarray, labels: np.ndarray | None, path: Path
 ) -> Path:
     """Reconstructions (N, D) of the points ``idx``, under their originals (N, D) when known."""
-    d = x_hat.shape[1]
-    side = math.isqrt(d)
-    rows_per = 2 if data is not None else 1
     shown = [data[idx]] if data is not None else []
     shown.append(x_hat[idx])
     lo = min(float(a.min()) for a in shown)
     hi = max(float(a.max()) for a in shown)
-    if side * side == d:
-        n_cols = min(10, len(idx))
-        n_groups = math.ceil(len(idx) / n_cols)
-        n_rows = n_groups * rows_per
-        fig = _figure(1.0 * n_cols + 1.3, 1.05 * n_rows + 0.7)
-        axes = fig.subplots(n_rows, n_cols, squeeze=False)
-        kinds = ["original", "reconstruction"] if data is not None else ["reconstruction"]
-        for k, i in enumerate(idx):
-            g, c = divmod(k, n_cols)
-            for r, arr in enumerate(shown):
-                ax = axes[g * rows_per + r, c]
-                ax.imshow(arr[k].reshape(side, side), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-            if labels is not None:
-                axes[g * rows_per, c].set_title(f"#{i} ({labels[i]})", fontsize=8)
-            else:
-                axes[g * rows_per, c].set_title(f"#{i}", fontsize=8)
-        for ax in axes.flat:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if not ax.images:
-                ax.set_axis_off()
-        for g in range(n_groups):
-            for r, kind in enumerate(kinds):
-                axes[g * rows_per + r, 0].set_ylabel(kind, fontsize=8)
-        what = (
-            "Originals (upper row of each pair) and VAE reconstructions"
-            if data is not None
-            else "VAE reconstructions (data not available)"
-        )
-        fig.suptitle(
-            f"{what}, last round; above each column: point index" + (" (true label)" if labels is not None else "")
-        )
-        return _save(fig, path)
-    # features that are not a square image: one line plot per point
+    if math.isqrt(x_hat.shape[1]) ** 2 == x_hat.shape[1]:
+        return _save(_image_grid(shown, idx, labels, (lo, hi)), path)
+    return _save(_feature_lines(x_hat, data, idx, labels, (lo, hi)), path)
+
+
+def _image_grid(shown: list[np.ndarray], idx: np.ndarray, labels: np.ndarray | None, span: tuple[float, float]) -> Any:
+    """Square images (n, side * side) in groups of rows: the originals, if shown, above their reconstructions."""
+    lo, hi = span
+    side = math.isqrt(shown[0].shape[1])
+    rows_per = len(shown)
+    n_cols = min(10, len(idx))
+    n_groups = math.ceil(len(idx) / n_cols)
+    n_rows = n_groups * rows_per
+    fig = _figure(1.0 * n_cols + 1.3, 1.05 * n_rows + 0.7)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    kinds = ["original", "reconstruction"] if rows_per == 2 else ["reconstruction"]
+    for k, i in enumerate(idx):
+        g, c = divmod(k, n_cols)
+        for r, arr in enumerate(shown):
+            ax = axes[g * rows_per + r, c]
+            ax.imshow(arr[k].reshape(side, side), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        if labels is not None:
+            axes[g * rows_per, c].set_title(f"#{i} ({labels[i]})", fontsize=8)
+        else:
+            axes[g * rows_per, c].set_title(f"#{i}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.set_axis_off()
+    for g in range(n_groups):
+        for r, kind in enumerate(kinds):
+            axes[g * rows_per + r, 0].set_ylabel(kind, fontsize=8)
+    what = (
+        "Originals (upper row of each pair) and VAE reconstructions"
+        if rows_per == 2
+        else "VAE reconstructions (data not available)"
+    )
+    fig.suptitle(
+        f"{what}, last round; above each column: point index" + (" (true label)" if labels is not None else "")
+    )
+    return fig
+
+
+def _feature_lines(
+    x_hat: np.ndarray, data: np.ndarray | None, idx: np.ndarray, labels: np.ndarray | None, span: tuple[float, float]
+) -> Any:
+    """Features that are not a square image: one line plot per point, original (N, D) and reconstruction (N, D)."""
+    lo, hi = span
     k = min(6, len(idx))
     fig = _figure(9.0, 1.3 * k + 0.8)
     axes = fig.subplots(k, 1, sharex=True, squeeze=False)[:, 0]
@@ -362,7 +374,7 @@ def plot_reconstructions(
         else "Reconstructed features (data not available)"
     )
     fig.suptitle(f"{what} of {k} points, VAE's last round")
-    return _save(fig, path)
+    return fig
 
 
 def plot_loss(losses: list[np.ndarray], path: Path) -> Path:

@@ -148,40 +148,16 @@ def recover_inputs(
     notes : list of str
     """
     from actors.module import as_labels
-    from orchestrator.data import default_digits, load_labels
+    from orchestrator.data import load_labels
 
     manifest = run.manifest
     notes: list[str] = []
     fingerprint = manifest.get("data") or {}
     obs = [k for k, v in fingerprint.items() if isinstance(v, dict) and "sha256" in v]
     n_points = int(manifest.get("n_points") or 0)
-    recorded_labels = None
-    source = "given by the caller" if data is not None else "not available"
-    cli = manifest.get("cli")
-    if data is None and isinstance(cli, dict):
-        try:
-            data, recorded_labels, source = _reload_recorded(cli)
-        except (SerketRayError, OSError) as exc:
-            notes.append(
-                f"The data could not be reloaded from the recorded command line ({exc}); original images are not shown."
-            )
-    elif data is None:  # started from Python: the embedded digits are recognised by their SHA-256
-        digits, digit_labels = default_digits()
-        if len(obs) == 1 and fingerprint[obs[0]]["sha256"] == data_sha256(digits):
-            data, recorded_labels, source = digits, digit_labels, "scikit-learn digits (embedded default)"
-        else:
-            notes.append("The run was started from Python, so its data are not known; original images are not shown.")
+    data, recorded_labels, source = _find_data(manifest.get("cli"), data, fingerprint, obs, notes)
     if data is not None:
-        if len(obs) != 1:
-            notes.append(f"The run has {len(obs)} observation modules; original images are not shown.")
-            data = recorded_labels = None
-        elif fingerprint[obs[0]]["sha256"] != data_sha256(data):
-            notes.append(
-                f"The data found ({source}) differ from the data the run used (SHA-256 mismatch); original "
-                "images are not shown."
-            )
-            data = recorded_labels = None
-            source = "not available"
+        data, recorded_labels, source = _matching_data(data, recorded_labels, source, fingerprint, obs, notes)
     if data is not None:
         n_points = data.shape[0]
     if (
@@ -198,3 +174,50 @@ def recover_inputs(
     else:
         labels = as_labels(labels, n_points, "labels")
     return data, labels, source, notes
+
+
+def _find_data(
+    cli: Any, data: np.ndarray | None, fingerprint: dict[str, Any], obs: list[str], notes: list[str]
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The caller's data (N, D), else those the recorded command line names, else the digits if the run used them.
+
+    Returns the data, the labels (N,) found with them (or None) and where they came from.
+    """
+    from orchestrator.data import default_digits
+
+    if data is not None:
+        return data, None, "given by the caller"
+    if isinstance(cli, dict):
+        try:
+            return _reload_recorded(cli)
+        except (SerketRayError, OSError) as exc:
+            notes.append(
+                f"The data could not be reloaded from the recorded command line ({exc}); original images are not shown."
+            )
+            return None, None, "not available"
+    digits, digit_labels = default_digits()  # started from Python: the embedded digits are recognised by their SHA-256
+    if len(obs) == 1 and fingerprint[obs[0]]["sha256"] == data_sha256(digits):
+        return digits, digit_labels, "scikit-learn digits (embedded default)"
+    notes.append("The run was started from Python, so its data are not known; original images are not shown.")
+    return None, None, "not available"
+
+
+def _matching_data(
+    data: np.ndarray,
+    labels: np.ndarray | None,
+    source: str,
+    fingerprint: dict[str, Any],
+    obs: list[str],
+    notes: list[str],
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The data and labels found, or None for both when the run had several observations or other data."""
+    if len(obs) != 1:
+        notes.append(f"The run has {len(obs)} observation modules; original images are not shown.")
+        return None, None, source
+    if fingerprint[obs[0]]["sha256"] != data_sha256(data):
+        notes.append(
+            f"The data found ({source}) differ from the data the run used (SHA-256 mismatch); original "
+            "images are not shown."
+        )
+        return None, None, "not available"
+    return data, labels, source
