@@ -50,6 +50,17 @@ class RunResult:
         return self.accuracy[-1] if self.accuracy else None
 
 
+def _recorded_graph(out: Path, manifest: dict[str, Any]) -> list[Module]:
+    """The modules of a CLI run, rebuilt from the recipe its run.json recorded."""
+    if "cli" not in manifest:
+        raise CheckpointError(
+            f"{out} was started from Python; pass the same modules to Orchestrator.resume(out, modules)"
+        )
+    from orchestrator.recipe import TutorialRecipe
+
+    return TutorialRecipe.from_recorded(manifest["cli"]).graph()
+
+
 def _result(manifest: dict[str, Any], total: float, out_dir: Path, complete: bool = False) -> RunResult:
     return RunResult(
         accuracy=[r["accuracy"] for r in manifest["rounds"] if "accuracy" in r],
@@ -204,13 +215,7 @@ class Orchestrator:
     ) -> RunResult:
         manifest = run_dir.load_manifest(out)
         if modules is None:
-            if "cli" not in manifest:
-                raise CheckpointError(
-                    f"{out} was started from Python; pass the same modules to Orchestrator.resume(out, modules)"
-                )
-            from orchestrator.recipe import TutorialRecipe
-
-            modules = TutorialRecipe.from_recorded(manifest["cli"]).graph()
+            modules = _recorded_graph(out, manifest)
         recorded_threads = manifest.get("threads", DEFAULT_THREADS)
         threads = session_options.setdefault("threads", recorded_threads)
         if threads != recorded_threads:

@@ -204,6 +204,22 @@ def concurrency(bundles: list[dict[str, float]], n_seeds: int, max_concurrent: i
     return max(1, pipelines_that_fit(bundles, alive_node_resources(), limit))
 
 
+def _checked(seeds: list[int], rounds: int, max_concurrent: int | None) -> list[int]:
+    """The seeds as ints, once :func:`sweep`'s arguments are checked (a :class:`ConfigError` otherwise)."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("seeds should name at least one seed, got none")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"each seed should be given once, got {seeds}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
+    ):
+        raise ConfigError(f"max_concurrent should be a positive integer, got {max_concurrent!r}")
+    return seeds
+
+
 def sweep(
     build_modules: Callable[[], list[Module]],
     seeds: list[int],
@@ -253,17 +269,7 @@ def sweep(
         A problem every run would meet (e.g. resources the cluster lacks): no
         further seeds are started and the first such error is raised.
     """
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ConfigError("seeds should name at least one seed, got none")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"each seed should be given once, got {seeds}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"rounds should be a positive integer, got {rounds!r}")
-    if max_concurrent is not None and (
-        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
-    ):
-        raise ConfigError(f"max_concurrent should be a positive integer, got {max_concurrent!r}")
+    seeds = _checked(seeds, rounds, max_concurrent)
     out = Path(out_dir)
     started = time.perf_counter()
     first = build_modules()

@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import digits_graph
 
+from messages.errors import ConfigError
 from orchestrator import Orchestrator
 from orchestrator.cli import main
 from orchestrator.sweep import SweepResult, SweepRow, pipelines_that_fit, sweep
@@ -28,6 +29,25 @@ def test_pipelines_that_fit_packs_bundles_on_nodes() -> None:
     assert pipelines_that_fit([{"CPU": 1.5}], [{"CPU": 1.0}, {"CPU": 1.0}], 8) == 0  # no node holds the bundle
     assert pipelines_that_fit([{"CPU": 1.0}], [{"CPU": 64.0}], 3) == 3  # capped
     assert pipelines_that_fit([], [{"CPU": 1.0}], 5) == 5
+
+
+@pytest.mark.parametrize(
+    ("seeds", "rounds", "at_once", "fragment"),
+    [
+        ([], 1, None, "seeds should name at least one seed, got none"),
+        ([1, 1], 1, None, "each seed should be given once, got [1, 1]"),
+        ([0], 0, None, "rounds should be a positive integer, got 0"),
+        ([0], 1, True, "max_concurrent should be a positive integer, got True"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_built(tmp_path, seeds, rounds, at_once, fragment) -> None:
+    def build() -> list:
+        raise AssertionError("nothing should be built")
+
+    with pytest.raises(ConfigError) as info:
+        sweep(build, seeds, tmp_path, rounds, max_concurrent=at_once)
+    assert str(info.value) == fragment
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_table_has_a_row_per_seed_then_mean_and_std(tmp_path) -> None:
