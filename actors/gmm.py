@@ -11,9 +11,10 @@ import numpy as np
 
 from actors import gmm_core, mixture_moves, mm_core, sequence_core
 from actors.config import GMMConfig
-from actors.module import Module, as_labels
+from actors.module import Edge, Module, as_labels
 from actors.scoring import accuracy, best_matching
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state
+from actors.state import WorkerState
 from messages import ClassPosteriors, ClassPrior, Latents, ObservationData, PriorMeans
 from messages.errors import ConfigError
 
@@ -73,11 +74,12 @@ class GMM(Module):
         sequence = any(m.kind == "mm" for m in self.above)
         return GMMWorker, (self.config, name, above or name, below or name, seed, sequence)
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        sources: dict[str, tuple[Module, int]] = {"latents": (self.below[0], 0)}
+    def inputs(self) -> dict[str, Edge]:
+        below = self.below[0]  # a VAE's latents, or the observed data itself
+        edges: dict[str, Edge] = {"latents": (below, "data" if below.kind == "observation" else "latents")}
         if self.above:
-            sources["class_prior"] = (self.above[0], 0)
-        return sources
+            edges["class_prior"] = (self.above[0], "class_prior")
+        return edges
 
     def output_names(self) -> tuple[str, ...]:
         return ("posteriors", "prior_means", "report")
@@ -299,12 +301,19 @@ class GMMWorker:
         }
         return post, means, report
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> WorkerState:
         """Everything needed to continue: the sampler's labels and RNG state."""
         arrays = {} if self.labels is None else {"labels": self.labels}
-        return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
+        return WorkerState(arrays=arrays, meta={"rng": generator_state_json(self.rng)})
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned."""
-        self.labels = state["arrays"].get("labels")
-        set_generator_state(self.rng, state["meta"]["rng"])
+    def set_state(self, state: WorkerState) -> None:
+        """Restore what :meth:`get_state` returned.
+
+        Raises
+        ------
+        CheckpointError
+            The state lacks the RNG state.
+        """
+        state.require(self.name, meta=("rng",))
+        self.labels = state.arrays.get("labels")
+        set_generator_state(self.rng, state.meta["rng"])

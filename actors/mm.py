@@ -11,8 +11,9 @@ import numpy as np
 
 from actors import mm_core
 from actors.config import MMConfig
-from actors.module import Module
+from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state
+from actors.state import WorkerState
 from messages import ClassPosteriors, ClassPrior
 from messages.errors import ConfigError
 
@@ -53,8 +54,8 @@ class MarkovModel(Module):
     ) -> tuple[type, tuple[Any, ...]]:
         return MMWorker, (self.config, name, below or name, seed)
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        return {"posteriors": (self.below[0], 0)}
+    def inputs(self) -> dict[str, Edge]:
+        return {"posteriors": (self.below[0], "posteriors")}
 
     def output_names(self) -> tuple[str, ...]:
         return ("class_prior", "report")
@@ -177,15 +178,22 @@ class MMWorker:
                 break
         return trans, initial, fb, iterations
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> WorkerState:
         """Everything needed to continue: the transitions, the initial distribution (many sequences) and RNG state."""
         arrays = {} if self.transitions is None else {"transitions": self.transitions}
         if self.initial is not None:
             arrays["initial"] = self.initial
-        return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
+        return WorkerState(arrays=arrays, meta={"rng": generator_state_json(self.rng)})
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned."""
-        self.transitions = state["arrays"].get("transitions")
-        self.initial = state["arrays"].get("initial")
-        set_generator_state(self.rng, state["meta"]["rng"])
+    def set_state(self, state: WorkerState) -> None:
+        """Restore what :meth:`get_state` returned.
+
+        Raises
+        ------
+        CheckpointError
+            The state lacks the RNG state.
+        """
+        state.require(self.name, meta=("rng",))
+        self.transitions = state.arrays.get("transitions")
+        self.initial = state.arrays.get("initial")
+        set_generator_state(self.rng, state.meta["rng"])

@@ -16,8 +16,9 @@ from torch import nn
 
 from actors import vae_core
 from actors.config import VAEConfig
-from actors.module import Module
+from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state, torch_generator
+from actors.state import WorkerState
 from messages import Latents, ObservationData, PriorMeans, Reconstruction
 from messages.errors import ConfigError
 
@@ -105,11 +106,11 @@ class VAE(Module):
             num_threads,
         )
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        sources: dict[str, tuple[Module, int]] = {"data": (self.below[0], 0)}
+    def inputs(self) -> dict[str, Edge]:
+        edges: dict[str, Edge] = {"data": (self.below[0], "data")}
         if self.above:
-            sources["prior_means"] = (self.above[0], 1)
-        return sources
+            edges["prior_means"] = (self.above[0], "prior_means")
+        return edges
 
     def output_names(self) -> tuple[str, ...]:
         return ("latents", "reconstruction", "report")
@@ -294,29 +295,37 @@ class VAEWorker:
             },
         )
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> WorkerState:
         """Everything needed to continue: RNG states and the weights file."""
-        return {
-            "arrays": {"torch_rng": self.generator.get_state().numpy()},
-            "meta": {"rng": generator_state_json(self.rng), "device": str(self.device), "input_dim": self._input_dim()},
-            "blobs": {"weights.pt": self.weights()} if self.net is not None else {},
-        }
+        return WorkerState(
+            arrays={"torch_rng": self.generator.get_state().numpy()},
+            meta={"rng": generator_state_json(self.rng), "device": str(self.device), "input_dim": self._input_dim()},
+            blobs={"weights.pt": self.weights()} if self.net is not None else {},
+        )
 
     def _input_dim(self) -> int | None:
         return None if self._data is None else int(self._data.shape[1])
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned (weights loaded with ``weights_only=True``)."""
-        blob = state.get("blobs", {}).get("weights.pt")
+    def set_state(self, state: WorkerState) -> None:
+        """Restore what :meth:`get_state` returned (weights loaded with ``weights_only=True``).
+
+        Raises
+        ------
+        CheckpointError
+            The state lacks the RNG states (or, with weights, the input size).
+        """
+        state.require(self.name, arrays=("torch_rng",), meta=("rng",))
+        blob = state.blobs.get("weights.pt")
         if blob is not None:
             saved = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
             if self.net is None:
-                self._build_networks(int(state["meta"]["input_dim"]))
+                state.require(self.name, meta=("input_dim",))
+                self._build_networks(int(state.meta["input_dim"]))
             assert self.net is not None and self.optimizer is not None
             self.net.load_state_dict(saved["net"])
             self.optimizer.load_state_dict(saved["optimizer"])
-        self.generator.set_state(torch.from_numpy(np.ascontiguousarray(state["arrays"]["torch_rng"])))
-        set_generator_state(self.rng, state["meta"]["rng"])
+        self.generator.set_state(torch.from_numpy(np.ascontiguousarray(state.arrays["torch_rng"])))
+        set_generator_state(self.rng, state.meta["rng"])
 
     def weights(self) -> bytes:
         """The networks' and optimiser's ``state_dict`` as bytes (torch.save format)."""

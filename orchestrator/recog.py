@@ -104,7 +104,7 @@ def recognise(
         cfg = VAEConfig(**cfg_dict)
         worker = VAEWorker(cfg, vae_name, gmm_name, "obs", np.random.SeedSequence(0), encoder, decoder)
         state = load_state(last[vae_name])
-        want = state["meta"].get("input_dim")
+        want = state.meta.get("input_dim")
         if want is not None and data.shape[1] != want:
             raise DataError(f"data should have {want} features like the learned model's, got {data.shape[1]}")
         worker.set_state(state)
