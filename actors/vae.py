@@ -18,9 +18,10 @@ from actors import vae_core
 from actors.config import VAEConfig
 from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state, torch_generator
+from actors.serket_text import export_text
 from actors.state import WorkerState
 from messages import Latents, ObservationData, PriorMeans, Reconstruction
-from messages.errors import ConfigError
+from messages.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,7 @@ class VAE(Module):
 
     def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
         report = outputs["report"]
-        np.savetxt(directory / "loss.txt", report["loss"])
-        np.savetxt(directory / f"z_{self.mode}.txt", outputs["latents"].z)
+        export_text(directory, self.mode, loss=report["loss"], z=outputs["latents"].z)
         return {
             "final_loss": float(report["loss"][-1]) if len(report["loss"]) else None,
             "precision": report.get("precision"),
@@ -166,6 +166,7 @@ class VAEWorker:
         self.device = torch.device("cuda" if want_cuda else "cpu")
         self.precision = vae_core.resolve_precision(config.precision, self.device)
         self.net: vae_core.VAENet | None = None
+        self._net_dim: int | None = None  # the networks' input size
         self.optimizer: torch.optim.Optimizer | None = None
         self._data_key: tuple[int, int] | None = None
         self._data: torch.Tensor | None = None
@@ -222,6 +223,7 @@ class VAEWorker:
             else _seeded(lambda: vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden), init)
         )
         self.net = vae_core.VAENet(enc, dec).to(self.device)
+        self._net_dim = input_dim
         self.optimizer = vae_core.make_optimizer(self.net.parameters(), self.config.learning_rate)
 
     def _tensor(self, data: np.ndarray) -> torch.Tensor:
@@ -267,7 +269,7 @@ class VAEWorker:
             self._epoch_done,
             self.precision,
         )
-        enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
+        enc = self.encode(data.data, sample=self.config.send == "sample")
         seconds = time.perf_counter() - start
         log.info(
             "%s round %d: %d epochs on %s in %s, loss %.3f, %.2f s",
@@ -294,6 +296,37 @@ class VAEWorker:
                 "precision": self.precision,
             },
         )
+
+    def encode(self, data: np.ndarray, sample: bool = False) -> vae_core.Encoded:
+        """Encode every point with the current networks (no training) and reconstruct it.
+
+        :meth:`update` sends what this returns after its epochs; recognition calls it
+        on novel data after :meth:`set_state`.
+
+        Parameters
+        ----------
+        data : numpy.ndarray, shape (N, D)
+        sample : bool
+            A draw z ~ q(z|x) from the worker's torch stream instead of the mean of q(z|x).
+
+        Returns
+        -------
+        vae_core.Encoded
+            ``z`` (N, d), ``mean`` and ``log_var`` (N, d), ``x_hat`` (N, D).
+
+        Raises
+        ------
+        ConfigError
+            The worker has no networks yet (neither trained nor restored).
+        DataError
+            ``data`` does not have the networks' number of features.
+        """
+        if self.net is None:
+            raise ConfigError(f"{self.name} should be trained or restored before it encodes, got no networks")
+        if data.ndim != 2 or data.shape[1] != self._net_dim:
+            raise DataError(f"data should have {self._net_dim} features like the learned model's, got {data.shape[-1]}")
+        x = self._tensor(data)
+        return vae_core.encode(self.net, x, self.config.reconstruction, sample, self.generator)
 
     def get_state(self) -> WorkerState:
         """Everything needed to continue: RNG states and the weights file."""
