@@ -11,11 +11,13 @@ import numpy as np
 
 from actors import gmm_core, mixture_moves, mm_core, sequence_core
 from actors.config import GMMConfig
-from actors.module import Module, as_labels
+from actors.module import Edge, Module, as_labels
 from actors.scoring import accuracy, best_matching
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state
+from actors.serket_text import export_text
+from actors.state import WorkerState
 from messages import ClassPosteriors, ClassPrior, Latents, ObservationData, PriorMeans
-from messages.errors import ConfigError
+from messages.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +75,12 @@ class GMM(Module):
         sequence = any(m.kind == "mm" for m in self.above)
         return GMMWorker, (self.config, name, above or name, below or name, seed, sequence)
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        sources: dict[str, tuple[Module, int]] = {"latents": (self.below[0], 0)}
+    def inputs(self) -> dict[str, Edge]:
+        below = self.below[0]  # a VAE's latents, or the observed data itself
+        edges: dict[str, Edge] = {"latents": (below, "data" if below.kind == "observation" else "latents")}
         if self.above:
-            sources["class_prior"] = (self.above[0], 0)
-        return sources
+            edges["class_prior"] = (self.above[0], "class_prior")
+        return edges
 
     def output_names(self) -> tuple[str, ...]:
         return ("posteriors", "prior_means", "report")
@@ -86,15 +89,15 @@ class GMM(Module):
         post: ClassPosteriors = outputs["posteriors"]
         report = outputs["report"]
         classes = np.argmax(post.probs, axis=1)
-        np.savetxt(directory / f"class_{self.mode}.txt", classes, fmt="%d")
-        np.savetxt(directory / f"Pdz_{self.mode}.txt", post.probs)
-        np.savetxt(directory / f"mu_{self.mode}.txt", report["class_means"])
         scalars: dict[str, Any] = {"cluster_sizes": np.bincount(classes, minlength=post.n_classes).tolist()}
+        acc = None
         if labels is not None:
             acc = accuracy(classes, labels)
-            np.savetxt(directory / f"acc_{self.mode}.txt", [acc])
             scalars["accuracy"] = acc
             scalars["matching"] = best_matching(classes, labels).tolist()
+        export_text(
+            directory, self.mode, classes=classes, probs=post.probs, class_means=report["class_means"], accuracy=acc
+        )
         return scalars
 
 
@@ -126,6 +129,7 @@ class GMMWorker:
         self.sequence = bool(sequence)
         self.rng = numpy_generator(seed)
         self.labels: np.ndarray | None = None
+        self.mixture: gmm_core.Mixture | None = None  # the last update's parameters, in the latents' units
 
     def _initial_labels(self, x: np.ndarray, prior: gmm_core.NIWPrior, lengths: np.ndarray | None = None) -> np.ndarray:
         """Labels (N,) of the first update: the best of ``init_restarts`` k-means++ starts by the joint objective."""
@@ -196,8 +200,7 @@ class GMMWorker:
             moves = found.moves
             if moves or log_bias is None:
                 self.labels = found.labels
-                with np.errstate(divide="ignore"):
-                    log_bias = np.log(np.maximum(found.fit.prior, 1e-300))
+                log_bias = gmm_core.log_prior(found.fit.prior)
             trans = found.fit.transitions
         else:
             trans = mm_core.transition_matrix(mm_core.expected_counts(np.eye(k)[self.labels], lengths), cfg.chain_alpha)
@@ -231,8 +234,7 @@ class GMMWorker:
             self.labels = self._initial_labels(xs, prior, lengths)
         log_bias = None
         if class_prior is not None and self.config.use_class_prior:
-            with np.errstate(divide="ignore"):
-                log_bias = np.log(np.maximum(class_prior.probs, 1e-300))
+            log_bias = gmm_core.log_prior(class_prior.probs)
         moves: list[str] = []
         chain = None
         if self.sequence:
@@ -288,23 +290,79 @@ class GMMWorker:
         means = PriorMeans(
             sender=self.name, receiver=self.below, round=round, means=class_means[assigned], lengths=lengths
         )
+        self.mixture = gmm_core.Mixture(class_means, res.covariances * np.outer(spread, spread)[None], res.weights)
         report = {
             "labels": res.labels,
             "class_means": class_means,
             "counts": res.counts,
             "weights": res.weights,
-            "covariances": res.covariances * np.outer(spread, spread)[None],
+            "covariances": self.mixture.covariances,
             "seconds": seconds,
             "moves": moves,
         }
         return post, means, report
 
-    def get_state(self) -> dict[str, Any]:
+    def classify(self, z: np.ndarray, class_prior: np.ndarray | None = None) -> gmm_core.Classified:
+        """Class posteriors of points under the learned mixture, without sampling or learning.
+
+        P(k | z_n) ∝ w_k N(z_n | mu_k, Sigma_k), times ``class_prior[n, k]`` when given
+        (the MM's message), with the parameters of the last update (or of
+        :meth:`load_mixture`).  Each Gibbs sweep of :meth:`update` weighs the classes
+        with the same :func:`actors.gmm_core.posterior_log_weights`, under that
+        sweep's drawn parameters.
+
+        Parameters
+        ----------
+        z : numpy.ndarray, shape (N, d)
+        class_prior : numpy.ndarray, shape (N, K), optional
+
+        Returns
+        -------
+        Classified
+            ``probs`` (N, K) and ``log_likelihood`` (N, K).
+
+        Raises
+        ------
+        ConfigError
+            The worker has no learned mixture yet.
+        DataError
+            ``z`` does not have the learned mixture's dimension.
+        """
+        if self.mixture is None:
+            raise ConfigError(f"{self.name} should have learned or loaded a mixture before it classifies, got none")
+        dim = self.mixture.means.shape[1]
+        if z.ndim != 2 or z.shape[1] != dim:
+            raise DataError(f"data should have {dim} features like the learned GMM's input, got {z.shape[-1]}")
+        return self.mixture.classify(z, None if class_prior is None else gmm_core.log_prior(class_prior))
+
+    def load_mixture(self, report: dict[str, np.ndarray]) -> None:
+        """Take the learned parameters from a saved update's report arrays.
+
+        ``report`` holds ``class_means`` (K, d), ``covariances`` (K, d, d) and ``weights`` (K,).
+
+        Raises
+        ------
+        CheckpointError
+            One of them is missing.
+        """
+        missing = [k for k in ("class_means", "covariances", "weights") if k not in report]
+        if missing:
+            raise CheckpointError(f"{self.name}'s saved report should hold {missing}, got only {sorted(report)}")
+        self.mixture = gmm_core.Mixture(report["class_means"], report["covariances"], report["weights"])
+
+    def get_state(self) -> WorkerState:
         """Everything needed to continue: the sampler's labels and RNG state."""
         arrays = {} if self.labels is None else {"labels": self.labels}
-        return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
+        return WorkerState(arrays=arrays, meta={"rng": generator_state_json(self.rng)})
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned."""
-        self.labels = state["arrays"].get("labels")
-        set_generator_state(self.rng, state["meta"]["rng"])
+    def set_state(self, state: WorkerState) -> None:
+        """Restore what :meth:`get_state` returned.
+
+        Raises
+        ------
+        CheckpointError
+            The state lacks the RNG state.
+        """
+        state.require(self.name, meta=("rng",))
+        self.labels = state.arrays.get("labels")
+        set_generator_state(self.rng, state.meta["rng"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -292,6 +293,76 @@ def gaussian_log_likelihood(x: np.ndarray, means: np.ndarray, prec_chol: np.ndar
     return out
 
 
+def log_prior(probs: np.ndarray) -> np.ndarray:
+    """Log of a per-point class prior (N, K) (the MM's message), zeros floored at 1e-300."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.maximum(probs, 1e-300))
+
+
+def posterior_log_weights(
+    log_lik: np.ndarray, log_weights: np.ndarray, log_bias: np.ndarray | None = None
+) -> np.ndarray:
+    """Unnormalised log P(class | point): log p(x_n | k) + log pi_k (+ a per-point log prior).
+
+    The one place learning (every Gibbs sweep) and recognition (:meth:`Mixture.classify`) weigh
+    the classes; :func:`normalise_log` turns the result into probabilities.
+
+    Parameters
+    ----------
+    log_lik : numpy.ndarray, shape (N, K)
+    log_weights : numpy.ndarray, shape (K,)
+    log_bias : numpy.ndarray, shape (N, K), optional
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, K)
+    """
+    log_w = log_lik + log_weights[None, :]
+    return log_w if log_bias is None else log_w + log_bias
+
+
+class Classified(NamedTuple):
+    """Class posteriors of points under a learned mixture.
+
+    Attributes
+    ----------
+    probs : numpy.ndarray, shape (N, K)
+        P(class | point, prior).
+    log_likelihood : numpy.ndarray, shape (N, K)
+        log p(point | class).
+    """
+
+    probs: np.ndarray
+    log_likelihood: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+    """A learned mixture: class means, covariances and weights, in the latents' units.
+
+    Attributes
+    ----------
+    means : numpy.ndarray, shape (K, d)
+    covariances : numpy.ndarray, shape (K, d, d)
+    weights : numpy.ndarray, shape (K,)
+    """
+
+    means: np.ndarray
+    covariances: np.ndarray
+    weights: np.ndarray
+
+    def log_likelihood(self, x: np.ndarray) -> np.ndarray:
+        """log N(x_n | mu_k, Sigma_k) (N, K) for points ``x`` (N, d)."""
+        prec = np.linalg.inv(self.covariances)
+        prec_chol = _cholesky(0.5 * (prec + np.transpose(prec, (0, 2, 1))), "a learned class's covariance")
+        return gaussian_log_likelihood(x, self.means, prec_chol)
+
+    def classify(self, x: np.ndarray, log_bias: np.ndarray | None = None) -> Classified:
+        """P(k | x_n) ∝ w_k N(x_n | mu_k, Sigma_k), times ``exp(log_bias)`` (N, K) when given."""
+        log_lik = self.log_likelihood(x)
+        return Classified(normalise_log(posterior_log_weights(log_lik, np.log(self.weights), log_bias)), log_lik)
+
+
 def normalise_log(log_w: np.ndarray) -> np.ndarray:
     """Row-normalise log weights (N, K) into probabilities, in log space."""
     shifted = log_w - log_w.max(axis=1, keepdims=True)
@@ -435,7 +506,7 @@ def gibbs_sweeps(
         post = class_posterior(x, labels, n_classes, prior)
         log_pi = np.log(rng.dirichlet(post.counts + weight_concentration))
         means, prec_chol = sample_parameters(post, rng)
-        log_w = gaussian_log_likelihood(x, means, prec_chol) + log_pi[None, :] + bias
+        log_w = posterior_log_weights(gaussian_log_likelihood(x, means, prec_chol), log_pi, bias)
         if sweep >= keep_from:
             prob_sum += normalise_log(log_w)
             kept += 1

@@ -11,8 +11,10 @@ import numpy as np
 
 from actors import mm_core
 from actors.config import MMConfig
-from actors.module import Module
+from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state
+from actors.serket_text import export_text
+from actors.state import WorkerState
 from messages import ClassPosteriors, ClassPrior
 from messages.errors import ConfigError
 
@@ -53,17 +55,21 @@ class MarkovModel(Module):
     ) -> tuple[type, tuple[Any, ...]]:
         return MMWorker, (self.config, name, below or name, seed)
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        return {"posteriors": (self.below[0], 0)}
+    def inputs(self) -> dict[str, Edge]:
+        return {"posteriors": (self.below[0], "posteriors")}
 
     def output_names(self) -> tuple[str, ...]:
         return ("class_prior", "report")
 
     def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
-        np.savetxt(directory / f"msg_{self.mode}.txt", outputs["class_prior"].probs)
-        np.savetxt(directory / f"trans_prob_{self.mode}.txt", outputs["report"]["transitions"])
-        if "initial" in outputs["report"]:
-            np.savetxt(directory / f"init_prob_{self.mode}.txt", outputs["report"]["initial"])
+        report = outputs["report"]
+        export_text(
+            directory,
+            self.mode,
+            message=outputs["class_prior"].probs,
+            transitions=report["transitions"],
+            initial=report.get("initial"),
+        )
         return {"sequence_log_likelihood": outputs["report"]["log_likelihood"]}
 
 
@@ -98,11 +104,7 @@ class MMWorker:
         lengths = posteriors.lengths
         if probs.shape[0] < 2:
             raise ConfigError(f"a Markov model needs a sequence of at least 2 points, got {probs.shape[0]}")
-        if posteriors.log_likelihood is not None:
-            log_em = posteriors.log_likelihood
-        else:  # no emissions sent: use the posteriors as scaled likelihoods
-            log_em = np.log(np.maximum(probs, 1e-300))
-        log_lik = float("nan")
+        log_em = log_emissions(probs, posteriors.log_likelihood)
         if cfg.counts == "sampled":
             counts = mm_core.sampled_counts(probs, cfg.n_samples, self.rng, lengths)
         else:
@@ -115,12 +117,7 @@ class MMWorker:
             counts = fb.pair_counts
             log.debug("%s round %d: %d Baum-Welch iterations", self.name, round, iterations)
         self.transitions, self.initial = trans, initial
-        if cfg.message == "forward-backward":
-            if fb is None:
-                fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
-            msg, log_lik = fb.prior, fb.log_likelihood
-        else:
-            msg = mm_core.one_step_message(probs, trans, lengths, initial)
+        msg, log_lik = self.message(probs, posteriors.log_likelihood, lengths, fb=fb)
         seconds = time.perf_counter() - start
         log.info("%s round %d: message %s, %.3f s", self.name, round, cfg.message, seconds)
         prior = ClassPrior(sender=self.name, receiver=self.below, round=round, probs=msg, lengths=lengths)
@@ -128,6 +125,55 @@ class MMWorker:
         if initial is not None:
             report["initial"] = initial
         return prior, report
+
+    def message(
+        self,
+        probs: np.ndarray,
+        log_likelihood: np.ndarray | None = None,
+        lengths: np.ndarray | None = None,
+        method: str | None = None,
+        fb: mm_core.ForwardBackward | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """The class prior each point gets from the rest of its sequence, under the learned transitions.
+
+        Learning sends it to the GMM after every update; recognition weighs the
+        novel data's classes with it.  Each sequence of ``lengths`` starts from the
+        learned initial distribution (uniform when learned from one sequence).
+
+        Parameters
+        ----------
+        probs : numpy.ndarray, shape (N, K)
+            The GMM's class posteriors.
+        log_likelihood : numpy.ndarray, shape (N, K), optional
+            log p(point | class); without it the posteriors stand in as scaled likelihoods.
+        lengths : numpy.ndarray, shape (S,), optional
+            Sequences (hmmlearn's convention); None: one sequence.
+        method : {"forward-backward", "serket"}, optional
+            The HMM prior from every other point of the sequence, or the original's
+            one-step prediction from the neighbours' posteriors; default: the config's ``message``.
+        fb : ForwardBackward, optional
+            A pass already made under the learned transitions (Baum-Welch's last), reused.
+
+        Returns
+        -------
+        prior : numpy.ndarray, shape (N, K)
+        log_likelihood : float
+            log p(all points) under the chain (forward-backward), NaN for ``serket``.
+
+        Raises
+        ------
+        ConfigError
+            The worker has not learned (or restored) its transitions yet.
+        """
+        if self.transitions is None:
+            raise ConfigError(f"{self.name} should have learned or restored its transitions before a message, got none")
+        if (method or self.config.message) == "forward-backward":
+            if fb is None:
+                fb = mm_core.forward_backward(
+                    log_emissions(probs, log_likelihood), self.transitions, self.initial, lengths=lengths
+                )
+            return fb.prior, fb.log_likelihood
+        return mm_core.one_step_message(probs, self.transitions, lengths, self.initial), float("nan")
 
     def _baum_welch(
         self,
@@ -177,15 +223,27 @@ class MMWorker:
                 break
         return trans, initial, fb, iterations
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> WorkerState:
         """Everything needed to continue: the transitions, the initial distribution (many sequences) and RNG state."""
         arrays = {} if self.transitions is None else {"transitions": self.transitions}
         if self.initial is not None:
             arrays["initial"] = self.initial
-        return {"arrays": arrays, "meta": {"rng": generator_state_json(self.rng)}, "blobs": {}}
+        return WorkerState(arrays=arrays, meta={"rng": generator_state_json(self.rng)})
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned."""
-        self.transitions = state["arrays"].get("transitions")
-        self.initial = state["arrays"].get("initial")
-        set_generator_state(self.rng, state["meta"]["rng"])
+    def set_state(self, state: WorkerState) -> None:
+        """Restore what :meth:`get_state` returned.
+
+        Raises
+        ------
+        CheckpointError
+            The state lacks the RNG state.
+        """
+        state.require(self.name, meta=("rng",))
+        self.transitions = state.arrays.get("transitions")
+        self.initial = state.arrays.get("initial")
+        set_generator_state(self.rng, state.meta["rng"])
+
+
+def log_emissions(probs: np.ndarray, log_likelihood: np.ndarray | None) -> np.ndarray:
+    """The chain's log emissions (N, K): the GMM's log p(point | class), or its posteriors as scaled likelihoods."""
+    return log_likelihood if log_likelihood is not None else np.log(np.maximum(probs, 1e-300))

@@ -19,6 +19,9 @@ from messages.errors import DataError, GraphError
 
 _CREATION = itertools.count()
 
+#: A named edge into a module's update: (the module that sends, the name of its output).
+Edge = tuple["Module", str]
+
 
 class Module:
     """Base of every module.
@@ -108,13 +111,22 @@ class Module:
         cls, args = self.worker_spec(name, above, below, seed, num_threads)
         return cls(*args)
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        """Map inbox keyword -> (module, output index) the message comes from."""
-        raise NotImplementedError
+    def inputs(self) -> dict[str, Edge]:
+        """The named edges into this module's update: keyword of ``update`` -> (source module, output name).
+
+        ``{"prior_means": (gmm, "prior_means")}`` hands the GMM's latest
+        ``prior_means`` output to ``update(prior_means=...)``.  An input whose source
+        has not sent anything yet is left out (the keyword's default applies).
+        """
+        return {}
 
     def output_names(self) -> tuple[str, ...]:
-        """Names of the update's outputs; the last one is always ``report``."""
+        """The update's outputs, in the order ``update`` returns them; a learnable module's last is ``report``."""
         raise NotImplementedError
+
+    def message_names(self) -> tuple[str, ...]:
+        """The outputs that are messages to other modules (all but ``report``)."""
+        return tuple(n for n in self.output_names() if n != "report")
 
     def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
         """Write Serket's text files for people; return scalars for ``run.json``."""
@@ -158,6 +170,9 @@ class Observation(Module):
 
     def n_points(self) -> int:
         return int(self.data.shape[0])
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("data",)
 
 
 def is_sequence_list(value: Any) -> bool:

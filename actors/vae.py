@@ -16,10 +16,12 @@ from torch import nn
 
 from actors import vae_core
 from actors.config import VAEConfig
-from actors.module import Module
+from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state, torch_generator
+from actors.serket_text import export_text
+from actors.state import WorkerState
 from messages import Latents, ObservationData, PriorMeans, Reconstruction
-from messages.errors import ConfigError
+from messages.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +107,18 @@ class VAE(Module):
             num_threads,
         )
 
-    def inbox_sources(self) -> dict[str, tuple[Module, int]]:
-        sources: dict[str, tuple[Module, int]] = {"data": (self.below[0], 0)}
+    def inputs(self) -> dict[str, Edge]:
+        edges: dict[str, Edge] = {"data": (self.below[0], "data")}
         if self.above:
-            sources["prior_means"] = (self.above[0], 1)
-        return sources
+            edges["prior_means"] = (self.above[0], "prior_means")
+        return edges
 
     def output_names(self) -> tuple[str, ...]:
         return ("latents", "reconstruction", "report")
 
     def export(self, directory: Path, outputs: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
         report = outputs["report"]
-        np.savetxt(directory / "loss.txt", report["loss"])
-        np.savetxt(directory / f"z_{self.mode}.txt", outputs["latents"].z)
+        export_text(directory, self.mode, loss=report["loss"], z=outputs["latents"].z)
         return {
             "final_loss": float(report["loss"][-1]) if len(report["loss"]) else None,
             "precision": report.get("precision"),
@@ -165,6 +166,7 @@ class VAEWorker:
         self.device = torch.device("cuda" if want_cuda else "cpu")
         self.precision = vae_core.resolve_precision(config.precision, self.device)
         self.net: vae_core.VAENet | None = None
+        self._net_dim: int | None = None  # the networks' input size
         self.optimizer: torch.optim.Optimizer | None = None
         self._data_key: tuple[int, int] | None = None
         self._data: torch.Tensor | None = None
@@ -221,6 +223,7 @@ class VAEWorker:
             else _seeded(lambda: vae_core.Decoder(input_dim, self.config.latent_dim, self.config.hidden), init)
         )
         self.net = vae_core.VAENet(enc, dec).to(self.device)
+        self._net_dim = input_dim
         self.optimizer = vae_core.make_optimizer(self.net.parameters(), self.config.learning_rate)
 
     def _tensor(self, data: np.ndarray) -> torch.Tensor:
@@ -266,7 +269,7 @@ class VAEWorker:
             self._epoch_done,
             self.precision,
         )
-        enc = vae_core.encode(self.net, x, self.config.reconstruction, self.config.send == "sample", self.generator)
+        enc = self.encode(data.data, sample=self.config.send == "sample")
         seconds = time.perf_counter() - start
         log.info(
             "%s round %d: %d epochs on %s in %s, loss %.3f, %.2f s",
@@ -294,29 +297,68 @@ class VAEWorker:
             },
         )
 
-    def get_state(self) -> dict[str, Any]:
+    def encode(self, data: np.ndarray, sample: bool = False) -> vae_core.Encoded:
+        """Encode every point with the current networks (no training) and reconstruct it.
+
+        :meth:`update` sends what this returns after its epochs; recognition calls it
+        on novel data after :meth:`set_state`.
+
+        Parameters
+        ----------
+        data : numpy.ndarray, shape (N, D)
+        sample : bool
+            A draw z ~ q(z|x) from the worker's torch stream instead of the mean of q(z|x).
+
+        Returns
+        -------
+        vae_core.Encoded
+            ``z`` (N, d), ``mean`` and ``log_var`` (N, d), ``x_hat`` (N, D).
+
+        Raises
+        ------
+        ConfigError
+            The worker has no networks yet (neither trained nor restored).
+        DataError
+            ``data`` does not have the networks' number of features.
+        """
+        if self.net is None:
+            raise ConfigError(f"{self.name} should be trained or restored before it encodes, got no networks")
+        if data.ndim != 2 or data.shape[1] != self._net_dim:
+            raise DataError(f"data should have {self._net_dim} features like the learned model's, got {data.shape[-1]}")
+        x = self._tensor(data)
+        return vae_core.encode(self.net, x, self.config.reconstruction, sample, self.generator)
+
+    def get_state(self) -> WorkerState:
         """Everything needed to continue: RNG states and the weights file."""
-        return {
-            "arrays": {"torch_rng": self.generator.get_state().numpy()},
-            "meta": {"rng": generator_state_json(self.rng), "device": str(self.device), "input_dim": self._input_dim()},
-            "blobs": {"weights.pt": self.weights()} if self.net is not None else {},
-        }
+        return WorkerState(
+            arrays={"torch_rng": self.generator.get_state().numpy()},
+            meta={"rng": generator_state_json(self.rng), "device": str(self.device), "input_dim": self._input_dim()},
+            blobs={"weights.pt": self.weights()} if self.net is not None else {},
+        )
 
     def _input_dim(self) -> int | None:
         return None if self._data is None else int(self._data.shape[1])
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned (weights loaded with ``weights_only=True``)."""
-        blob = state.get("blobs", {}).get("weights.pt")
+    def set_state(self, state: WorkerState) -> None:
+        """Restore what :meth:`get_state` returned (weights loaded with ``weights_only=True``).
+
+        Raises
+        ------
+        CheckpointError
+            The state lacks the RNG states (or, with weights, the input size).
+        """
+        state.require(self.name, arrays=("torch_rng",), meta=("rng",))
+        blob = state.blobs.get("weights.pt")
         if blob is not None:
             saved = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
             if self.net is None:
-                self._build_networks(int(state["meta"]["input_dim"]))
+                state.require(self.name, meta=("input_dim",))
+                self._build_networks(int(state.meta["input_dim"]))
             assert self.net is not None and self.optimizer is not None
             self.net.load_state_dict(saved["net"])
             self.optimizer.load_state_dict(saved["optimizer"])
-        self.generator.set_state(torch.from_numpy(np.ascontiguousarray(state["arrays"]["torch_rng"])))
-        set_generator_state(self.rng, state["meta"]["rng"])
+        self.generator.set_state(torch.from_numpy(np.ascontiguousarray(state.arrays["torch_rng"])))
+        set_generator_state(self.rng, state.meta["rng"])
 
     def weights(self) -> bytes:
         """The networks' and optimiser's ``state_dict`` as bytes (torch.save format)."""

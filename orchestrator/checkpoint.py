@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from actors.state import WorkerState
 from messages import Message
 from messages.errors import StorageError
 
@@ -195,7 +196,7 @@ def write_update(
     round_index: int,
     messages: dict[str, Message],
     report: dict[str, Any],
-    state: dict[str, Any],
+    state: WorkerState,
     meta: dict[str, Any],
     export: Any,
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -210,8 +211,8 @@ def write_update(
         Output name -> message.
     report : dict
         The worker's report (arrays and scalars).
-    state : dict
-        ``{"arrays": ..., "meta": ..., "blobs": {filename: bytes}}`` from the worker.
+    state : WorkerState
+        The worker's state: arrays and meta go to ``state.arrow``, each blob to its own file.
     meta : dict
         Module, round, seed and schema version, stored in every table's metadata.
     export : callable
@@ -257,7 +258,7 @@ def _fill(
     tmp: Path,
     messages: dict[str, Message],
     report: dict[str, Any],
-    state: dict[str, Any],
+    state: WorkerState,
     meta: dict[str, Any],
     export: Any,
 ) -> Any:
@@ -267,8 +268,8 @@ def _fill(
     arrays, scalars = split_report(report)
     scalars.pop("seconds", None)  # timings go to run.json; checkpoints stay byte-reproducible
     write_table(tmp / "report.arrow", arrays_table(arrays, {**meta, "scalars": scalars}))
-    write_table(tmp / "state.arrow", arrays_table(state.get("arrays", {}), {**meta, "state": state.get("meta", {})}))
-    for fname, blob in state.get("blobs", {}).items():
+    write_table(tmp / "state.arrow", arrays_table(state.arrays, {**meta, "state": state.meta}))
+    for fname, blob in state.blobs.items():
         atomic_write_bytes(tmp / fname, blob)
     try:
         exported = export(tmp)

@@ -82,4 +82,25 @@ def build_graph(*roots: Module) -> Graph:
         names[m] = f"module{i:03d}_{m.name}"
     if len(set(names.values())) != len(names):
         raise GraphError("module names should be unique within a graph")
+    for m in modules:
+        if m.learnable:
+            check_inputs(m, modules)
     return Graph(modules=modules, names=names)
+
+
+def check_inputs(module: Module, modules: list[Module]) -> None:
+    """Check that each named edge into ``module`` comes from a module of the graph and names one of its messages.
+
+    Raises
+    ------
+    GraphError
+        An edge's source is not in the graph, or names an output its source does not send.
+    """
+    for key, (source, output) in module.inputs().items():
+        if not any(source is m for m in modules):
+            raise GraphError(f"{module!r} input {key!r} should come from a module of the graph, got {source!r}")
+        sent = source.message_names()
+        if output not in sent:
+            raise GraphError(
+                f"{module!r} input {key!r} should name one of {source!r}'s outputs {list(sent)}, got {output!r}"
+            )

@@ -1,13 +1,16 @@
 """Recognition: classify novel data with a learned model, without training.
 
-Loads the last checkpoint of each module of a finished (or interrupted) run:
-the VAE's weights, the GMM's class means, covariances and weights, and the MM's
-transitions.  The novel data is encoded with the mean of q(z|x); each point's
-class posterior is P(k | z_t) ∝ w_k N(z_t | mu_k, Sigma_k) times, when the model
-has an MM and the data is a sequence, the forward-backward prior from the rest
-of the sequence (as in learning).  Novel data of many sequences (``lengths``)
-is recognised per sequence: each starts from the learned initial distribution
-(uniform when the model learned from one sequence).
+Restores each module's worker from the last checkpoint of a finished (or
+interrupted) run and asks it, with the same methods learning uses: the VAE
+encodes the novel data (the mean of q(z|x), :meth:`VAEWorker.encode`); the GMM
+gives each point's class posterior P(k | z_t) ∝ w_k N(z_t | mu_k, Sigma_k) under its
+learned parameters (:meth:`GMMWorker.classify`), times, when the model has an MM
+and the data is a sequence, the forward-backward prior from the rest of the
+sequence under the learned transitions (:meth:`MMWorker.message`).  Novel data
+of many sequences (``lengths``) is recognised per sequence: each starts from the
+learned initial distribution (uniform when the model learned from one sequence).
+The text files are written by the same :func:`actors.serket_text.export_text` as
+learning's.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from actors import gmm_core, mm_core, vae_core
-from actors.config import VAEConfig
+from actors.config import GMMConfig, MMConfig, VAEConfig
+from actors.gmm import GMMWorker
+from actors.mm import MMWorker
 from actors.scoring import accuracy, accuracy_under
+from actors.serket_text import export_text
 from actors.vae import VAEWorker
 from messages import as_lengths
 from messages.errors import CheckpointError, DataError
@@ -98,49 +104,32 @@ def recognise(
     if vae_name is not None:
         if vae_name not in last:
             raise CheckpointError(f"{model} should hold a learned VAE (at least one completed round), got none")
-        cfg_dict = {
-            k: v for k, v in manifest["modules"][vae_name]["config"].items() if k in VAEConfig.__dataclass_fields__
-        }
-        cfg = VAEConfig(**cfg_dict)
-        worker = VAEWorker(cfg, vae_name, gmm_name, "obs", np.random.SeedSequence(0), encoder, decoder)
-        state = load_state(last[vae_name])
-        want = state["meta"].get("input_dim")
-        if want is not None and data.shape[1] != want:
-            raise DataError(f"data should have {want} features like the learned model's, got {data.shape[1]}")
-        worker.set_state(state)
-        assert worker.net is not None
-        x = torch.as_tensor(np.asarray(data, dtype=np.float32), device=worker.device)
-        z = vae_core.encode(worker.net, x, cfg.reconstruction, False, worker.generator).z
-        (out / vae_name).mkdir(exist_ok=True)
-        np.savetxt(out / vae_name / "z_recog.txt", z)
-    report, _ = checkpoint.table_arrays(checkpoint.read_table(last[gmm_name] / "report.arrow"))
-    means, covs, weights = report["class_means"], report["covariances"], report["weights"]
-    if z.shape[1] != means.shape[1]:
-        raise DataError(f"data should have {means.shape[1]} features like the learned GMM's input, got {z.shape[1]}")
-    prec = np.linalg.inv(covs)
-    prec_chol = np.linalg.cholesky(0.5 * (prec + np.transpose(prec, (0, 2, 1))))
-    log_lik = gmm_core.gaussian_log_likelihood(z, means, prec_chol)
-    log_w = log_lik + np.log(weights)[None, :]
+        vae = VAEWorker(
+            _recorded(VAEConfig, manifest, vae_name), vae_name, gmm_name, "obs", _no_seed(), encoder, decoder
+        )
+        vae.set_state(load_state(last[vae_name]))
+        z = vae.encode(data).z
+        _export(out / vae_name, z=z)
+    gmm = GMMWorker(
+        _recorded(GMMConfig, manifest, gmm_name), gmm_name, mm_name or gmm_name, vae_name or "obs", _no_seed()
+    )
+    gmm.load_mixture(checkpoint.table_arrays(checkpoint.read_table(last[gmm_name] / "report.arrow"))[0])
+    post = gmm.classify(z)
     if use_mm and mm_name is not None and mm_name in last and z.shape[0] > 1:
-        mm_report, _ = checkpoint.table_arrays(checkpoint.read_table(last[mm_name] / "report.arrow"))
-        initial = mm_report.get("initial")  # None: learned from one sequence, uniform start
-        msg = mm_core.forward_backward(log_lik, mm_report["transitions"], initial, lengths=lengths).prior
-        (out / mm_name).mkdir(exist_ok=True)
-        np.savetxt(out / mm_name / "msg_recog.txt", msg)
-        with np.errstate(divide="ignore"):
-            log_w = log_w + np.log(np.maximum(msg, 1e-300))
-    probs = gmm_core.normalise_log(log_w)
+        mm = MMWorker(_recorded(MMConfig, manifest, mm_name), mm_name, gmm_name, _no_seed())
+        mm.set_state(load_state(last[mm_name]))  # the learned transitions and initial distribution
+        msg, _ = mm.message(post.probs, post.log_likelihood, lengths, method="forward-backward")
+        _export(out / mm_name, message=msg)
+        post = gmm.classify(z, class_prior=msg)
+    probs = post.probs
     classes = np.argmax(probs, axis=1)
-    (out / gmm_name).mkdir(exist_ok=True)
-    np.savetxt(out / gmm_name / "class_recog.txt", classes, fmt="%d")
-    np.savetxt(out / gmm_name / "Pdz_recog.txt", probs)
     acc = matched_by = None
     if labels is not None:
         # the clusters' labels as matched in training (the GMM's last update); re-matching on the new data would flatter
         training = updates[gmm_name].scalars.get("matching")
         acc = accuracy(classes, labels) if training is None else accuracy_under(classes, labels, np.asarray(training))
         matched_by = "recognised data (the training run had no labels)" if training is None else "training"
-        np.savetxt(out / gmm_name / "acc_recog.txt", [acc])
+    _export(out / gmm_name, classes=classes, probs=probs, accuracy=acc)
     atomic_write_json(
         out / "recog.json",
         {
@@ -154,3 +143,20 @@ def recognise(
     )
     log.info("recognised %d points with %s: accuracy %s", data.shape[0], model, acc)
     return RecogResult(classes=classes, probs=probs, z=z, accuracy=acc, out_dir=out)
+
+
+def _no_seed() -> np.random.SeedSequence:
+    """A worker's seed in recognition, which draws nothing at random (the VAE sends the mean of q(z|x))."""
+    return np.random.SeedSequence(0)
+
+
+def _recorded(cls: Any, manifest: dict[str, Any], name: str) -> Any:
+    """Module ``name``'s config as ``run.json`` recorded it (entries ``cls`` does not know are left out)."""
+    recorded = manifest["modules"][name]["config"]
+    return cls(**{k: v for k, v in recorded.items() if k in cls.__dataclass_fields__})
+
+
+def _export(directory: Path, **values: Any) -> None:
+    """Write recognition's Serket text files into ``directory`` (made if missing)."""
+    directory.mkdir(exist_ok=True)
+    export_text(directory, "recog", **values)

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from actors.state import WorkerState
 from messages import Message
 from messages.errors import CheckpointError
 from orchestrator import checkpoint
@@ -117,11 +118,11 @@ def last_intact_updates(out_dir: Path, manifest: dict[str, Any], what: str = "th
     return last_updates(records)
 
 
-def load_state(directory: Path) -> dict[str, Any]:
+def load_state(directory: Path) -> WorkerState:
     """A worker's state from a checkpoint directory (``state.arrow`` plus blob files)."""
     arrays, meta = checkpoint.table_arrays(checkpoint.read_table(directory / "state.arrow"))
     blobs = {p.name: p.read_bytes() for p in sorted(directory.glob("*.pt"))}
-    return {"arrays": arrays, "meta": meta.get("state", {}), "blobs": blobs}
+    return WorkerState(arrays=arrays, meta=meta.get("state", {}), blobs=blobs)
 
 
 def saved_message(directory: Path, output_name: str) -> Message:

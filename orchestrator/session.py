@@ -109,7 +109,7 @@ class Session:
         self.labels = self._labels()
         self.executor: Any = None
         self.workers: dict[Module, Any] = {}
-        self.refs: dict[tuple[Module, int], Any] = {}
+        self.refs: dict[tuple[Module, str], Any] = {}  # (module, output name) -> its latest message's reference
         self.rounds: dict[Module, int] = {m: 0 for m in graph.learnable}
         self.records: list[UpdateRecord] = []
         self.placement: dict[str, Any] = {}
@@ -165,7 +165,7 @@ class Session:
                 name = self.graph.name(obs)
                 receiver = self.graph.name(obs.above[0]) if obs.above else name
                 msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data, lengths=obs.lengths)
-                self.refs[(obs, 0)] = self.executor.put(msg)  # once: every round reuses the reference
+                self.refs[(obs, "data")] = self.executor.put(msg)  # once: every round reuses the reference
             for module in learnable:
                 self.workers[module] = self._start_worker(module)
             for module, worker in self.workers.items():
@@ -219,11 +219,7 @@ class Session:
         while True:
             attempt += 1
             try:
-                inbox = {
-                    key: self.refs[(src, idx)]
-                    for key, (src, idx) in module.inbox_sources().items()
-                    if (src, idx) in self.refs
-                }
+                inbox = {key: self.refs[edge] for key, edge in module.inputs().items() if edge in self.refs}
                 watch = on_progress if module.reports_progress else None
                 if module.reports_progress and self.backend == "local":  # called in-process after each epoch
                     self.workers[module].on_epoch = None if watch is None else functools.partial(watch, name)
@@ -251,8 +247,9 @@ class Session:
                     type(exc).__name__,
                 )
                 self._restart(module)
-        for i, ref in enumerate(out_refs[:-1]):
-            self.refs[(module, i)] = ref
+        for out_name, ref in zip(names, out_refs, strict=True):
+            if out_name != "report":
+                self.refs[(module, out_name)] = ref
         outputs = dict(zip(names, values, strict=True))
         messages = {k: v for k, v in outputs.items() if isinstance(v, Message)}
         meta = {"module": name, "round": round_index, "seed": self.seed, "schema_version": checkpoint.FORMAT_VERSION}
@@ -335,18 +332,17 @@ class Session:
         if last is not None:
             state = load_state(update_dir(self.out_dir, last))
             self.executor.get(self.executor.call(worker, "set_state", 1, state=state), timeout=self.timeout)
-        for src, idx in module.inbox_sources().values():
-            if src.learnable and (src, idx) in self.refs:
-                self.refs[(src, idx)] = self.executor.put(self._saved_message(src, idx))
+        for src, out_name in module.inputs().values():
+            if src.learnable and (src, out_name) in self.refs:
+                self.refs[(src, out_name)] = self.executor.put(self._saved_message(src, out_name))
         self._record_placement(module, worker)
 
     def _last_record(self, module: Module) -> UpdateRecord | None:
         return last_updates(self.records).get(self.graph.name(module))
 
-    def _saved_message(self, module: Module, index: int) -> Message:
+    def _saved_message(self, module: Module, out_name: str) -> Message:
         last = self._last_record(module)
         assert last is not None
-        out_name = module.output_names()[index]
         return saved_message(update_dir(self.out_dir, last), out_name)
 
     # -- resume ---------------------------------------------------------------
@@ -363,9 +359,9 @@ class Session:
             self.executor.get(
                 self.executor.call(self.workers[module], "set_state", 1, state=state), timeout=self.timeout
             )
-            for i, out_name in enumerate(module.output_names()[:-1]):
+            for out_name in module.message_names():
                 if (directory / f"{out_name}.arrow").exists():
-                    self.refs[(module, i)] = self.executor.put(saved_message(directory, out_name))
+                    self.refs[(module, out_name)] = self.executor.put(saved_message(directory, out_name))
             self.rounds[module] = last.round + 1
 
     # -- run.json -------------------------------------------------------------

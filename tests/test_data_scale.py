@@ -78,5 +78,20 @@ def test_check_unit_range_suggests_scale(data: np.ndarray, suggestion: str) -> N
     assert suggestion in message and "\n" not in message
 
 
-def test_check_unit_range_accepts_unit_data() -> None:
-    check_unit_range(np.array([[0.0, 1.0], [0.5, 0.25]]))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
+def test_check_unit_range_accepts_0_and_1_and_refuses_a_hair_outside(dtype) -> None:
+    data = np.array([[0, 1], [1, 0]], dtype=dtype)
+    before = data.copy()
+    assert check_unit_range(data) is None
+    np.testing.assert_array_equal(data, before)  # checked, not rescaled
+    if dtype is np.uint8:
+        return
+    for value in (np.nextafter(dtype(1), dtype(2)), -np.finfo(dtype).tiny):
+        outside = data.copy()
+        outside[0, 0] = value
+        with pytest.raises(DataError) as info:
+            check_unit_range(outside)
+        lo, hi = min(float(value), 0.0), max(float(value), 1.0)
+        assert str(info.value).startswith(
+            f"data should lie in [0, 1] for the VAE's BCE loss, got values in [{lo:.4g}, {hi:.4g}]; rescale it with"
+        )

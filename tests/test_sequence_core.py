@@ -64,15 +64,24 @@ def test_chain_prior_is_a_normalised_log_prior() -> None:
     assert np.all(np.argmax(chain.transitions, 1) == (np.arange(5) + 1) % 5)
 
 
-def test_sequence_worker_is_deterministic() -> None:
+def test_sequence_worker_is_deterministic_and_reports_the_moves_it_takes() -> None:
     rng = np.random.default_rng(5)
     x, y = _cycle(rng, n=600)
     lat = Latents(sender="v", receiver="g", round=0, z=x)
     outs = []
-    for _ in range(2):
+    for planted in (False, False, True, True):
         w = GMMWorker(GMMConfig(n_components=5, n_sweeps=20), "g", "m", "v", np.random.SeedSequence(6), sequence=True)
+        if planted:  # start the worker in the local optimum of _planted (accuracy 0.715) instead of k-means++
+            w.labels = _planted(y, np.random.default_rng(7))
         post, _, report = w.update(0, lat)
-        outs.append(post.probs)
-        assert accuracy(np.argmax(post.probs, 1), y) > 0.99
-        assert isinstance(report["moves"], list)
-    np.testing.assert_array_equal(outs[0], outs[1])
+        outs.append((post.probs, report["moves"]))
+        assert accuracy(np.argmax(post.probs, 1), y) == 1.0 and accuracy(report["labels"], y) == 1.0
+        if not planted:  # k-means++ finds the cycle: no move raises the likelihood
+            assert report["moves"] == []
+        else:  # one joint move repairs both faults, with a large gain (measured: +359.5 nats)
+            (move,) = report["moves"]
+            assert move.startswith("merge 0,4 + split 3 by both (+") and move.endswith(" nats)")
+            assert float(move.split("(+")[1].split()[0]) > 300
+    for a, b in ((0, 1), (2, 3)):
+        np.testing.assert_array_equal(outs[a][0], outs[b][0])
+        assert outs[a][1] == outs[b][1]
