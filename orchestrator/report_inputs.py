@@ -9,7 +9,6 @@ same place, or from a file given with ``--labels``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 
 from messages.errors import CheckpointError, SerketRayError
 from orchestrator import checkpoint
+from orchestrator.fingerprints import array_sha256, labels_sha256
 from orchestrator.run_dir import last_updates, load_manifest, records_of, saved_message
 
 
@@ -106,17 +106,10 @@ def open_run(out_dir: Path) -> tuple[ReportRun, list[str]]:
 
 
 def data_sha256(data: np.ndarray) -> str:
-    """SHA-256 of an observation's array as :func:`orchestrator.session.data_fingerprint` computes it."""
+    """SHA-256 of an observation's array as :func:`orchestrator.fingerprints.data_fingerprint` computes it."""
     from actors.module import as_data_matrix
 
-    arr = np.ascontiguousarray(as_data_matrix(data, "data"))
-    digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
-    digest.update(arr.tobytes())
-    return digest.hexdigest()
-
-
-def labels_sha256(labels: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+    return array_sha256(as_data_matrix(data, "data"))
 
 
 def _reload_recorded(cli: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:

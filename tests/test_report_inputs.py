@@ -9,7 +9,8 @@ import pytest
 
 from messages.errors import CheckpointError
 from orchestrator.data import default_digits
-from orchestrator.report_inputs import ReportRun, data_sha256, labels_sha256, open_run, recover_inputs
+from orchestrator.fingerprints import labels_sha256
+from orchestrator.report_inputs import ReportRun, data_sha256, open_run, recover_inputs
 
 
 def _manifest(**data) -> dict:

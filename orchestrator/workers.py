@@ -1,0 +1,176 @@
+"""One run's workers: the executor, the reservation of their resources, starting and replacing them.
+
+Where a worker's messages come from and go to is the session's
+(:mod:`orchestrator.session`); this module only makes, places and stops workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from actors.module import Module
+from actors.seeding import module_seeds
+from actors.state import WorkerState
+from messages.errors import ConfigError
+from orchestrator.executor import LocalExecutor, RayExecutor, auto_resources
+from orchestrator.graph import Graph
+
+log = logging.getLogger(__name__)
+
+
+def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str, Any]:
+    """Check a ``resources`` option: module name or kind -> actor options or "auto".
+
+    Raises
+    ------
+    ConfigError
+        Not a dict, a key that names no learnable module, or a value that is
+        neither "auto" nor a dict of actor options.
+    """
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict):
+        raise ConfigError(f"resources should map module names or kinds to actor options, got {resources!r}")
+    known = {m.name for m in graph.learnable} | {m.kind for m in graph.learnable}
+    for key, value in resources.items():
+        if key not in known:
+            raise ConfigError(f"resources key {key!r} names no module of the graph; use one of {sorted(known)}")
+        if value != "auto" and not isinstance(value, dict):
+            raise ConfigError(
+                f"resources[{key!r}] should be \"auto\" or actor options like {{'num_cpus': 1}}, got {value!r}"
+            )
+    return dict(resources)
+
+
+class WorkerPool:
+    """The executor and one worker per learnable module of a graph.
+
+    Parameters
+    ----------
+    graph : Graph
+    backend : {"ray", "local"}
+    address : str or None
+        Ray cluster address; a local Ray when omitted.
+    resources : dict
+        Checked by :func:`check_resources`.
+    placement_strategy : str
+    reserve_timeout : float
+    seed : int
+        The run's root seed (each worker gets its module's child seed).
+    threads : int
+        torch and BLAS threads of every worker.
+    timeout : float
+        Seconds a state transfer may take.
+
+    Attributes
+    ----------
+    executor : LocalExecutor or RayExecutor or None
+        None until :meth:`open`, and again after a failed start.
+    workers : dict of Module to worker
+    placement : dict
+        Module name -> node, process and bundle of its worker (recorded in run.json).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        backend: str,
+        address: str | None,
+        resources: dict[str, Any],
+        placement_strategy: str,
+        reserve_timeout: float,
+        seed: int,
+        threads: int,
+        timeout: float,
+    ) -> None:
+        self.graph = graph
+        self.backend = backend
+        self.address = address
+        self.resources = resources
+        self.placement_strategy = placement_strategy
+        self.reserve_timeout = reserve_timeout
+        self.seed = seed
+        self.threads = threads
+        self.timeout = timeout
+        self.executor: Any = None
+        self.workers: dict[Module, Any] = {}
+        self.placement: dict[str, Any] = {}
+        self.actor_resources: dict[Module, dict[str, Any]] = {}
+        self.bundles: dict[Module, int | None] = {}
+
+    def open(self) -> Any:
+        """Start the executor and reserve every worker's resources at once; returns the executor.
+
+        Raises
+        ------
+        ConfigError
+            The cluster cannot give the run what it asks for within ``reserve_timeout`` seconds.
+        """
+        executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
+        learnable = list(self.graph.learnable)
+        self.actor_resources = {m: self.resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
+        bundles = executor.reserve(
+            [self.actor_resources[m] for m in learnable],
+            labels=[self.graph.name(m) for m in learnable],
+            strategy=self.placement_strategy,
+            timeout=self.reserve_timeout,
+        )
+        self.bundles = dict(zip(learnable, bundles, strict=True))
+        self.executor = executor
+        return executor
+
+    def resources_for(self, module: Module) -> dict[str, Any]:
+        """The actor options of a module's worker: as given for its name or kind, else "auto"."""
+        if self.backend != "ray":
+            return {"num_cpus": os.cpu_count() or 1}
+        res = self.resources.get(module.name, self.resources.get(module.kind, "auto"))
+        return auto_resources(module.kind) if res == "auto" else dict(res)
+
+    def start(self, module: Module, above: str | None, below: str | None) -> Any:
+        """Start the worker of ``module`` (its neighbours named ``above`` and ``below``) in its bundle."""
+        index = self.graph.modules.index(module)
+        seeds = module_seeds(self.seed, len(self.graph.modules))
+        res = self.actor_resources.get(module) or self.resources_for(module)
+        name = self.graph.name(module)
+        cls, args = module.worker_spec(name, above, below, seeds[index], self.threads)
+        worker = self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
+        self.executor.set_threads(worker, self.threads)  # numpy's BLAS too: its sums also depend on the thread count
+        self.workers[module] = worker
+        return worker
+
+    def record_placement(self, module: Module) -> None:
+        """Note where a module's worker runs (node, process, bundle) for run.json."""
+        self.placement[self.graph.name(module)] = {
+            **self.executor.node_of(self.workers[module]),
+            **self.executor.bundle_info(self.bundles.get(module)),
+        }
+
+    def call(self, module: Module, method: str, n_returns: int = 1, **kwargs: Any) -> list[Any]:
+        """Call a method of a module's worker; one reference per return value."""
+        return self.executor.call(self.workers[module], method, n_returns, **kwargs)
+
+    def get_state(self, module: Module) -> WorkerState:
+        """The worker's state (``get_state``), within ``timeout`` seconds."""
+        return self.executor.get(self.call(module, "get_state"), timeout=self.timeout)[0]
+
+    def set_state(self, module: Module, state: WorkerState) -> None:
+        """Restore the worker's state (``set_state``), within ``timeout`` seconds."""
+        self.executor.get(self.call(module, "set_state", state=state), timeout=self.timeout)
+
+    def kill(self, module: Module) -> None:
+        """Stop a module's worker (the reservation stays for its replacement)."""
+        self.executor.kill(self.workers[module])
+
+    def shutdown(self) -> None:
+        """Stop the workers and give back their reservation."""
+        if self.executor is not None:
+            self.executor.shutdown()
+
+    def abandon(self) -> None:
+        """After a failed start: stop what was started and forget it."""
+        self.executor.shutdown()
+        self.executor = None
+        self.workers.clear()
