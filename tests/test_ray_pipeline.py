@@ -53,7 +53,9 @@ def test_two_rounds_on_ray_write_every_file_and_classify_well(ray_run, mnist) ->
     out, result, _ = ray_run
     _, labels = mnist
     assert len(result.accuracy) == 2
-    assert result.final_accuracy > 0.4  # chance is 0.1
+    # measured 0.7777 then 0.9883 (seed 0, fp32 on the CPU: the reference run of the same graph, data and threads);
+    # the second round gains from the MM's message. 0.95 is a margin for other arithmetic, not a spread over seeds.
+    assert result.accuracy[1] > result.accuracy[0] + 0.1 and result.final_accuracy > 0.95
     for module, files in {
         "module001_vae": [
             "latents.arrow",

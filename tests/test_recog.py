@@ -38,8 +38,13 @@ def test_recognising_the_last_1000_points_is_as_good_as_learning(learned, mnist,
     model, result = learned
     images, labels = mnist
     res = recognise(model, images[2000:], tmp_path, labels=labels[2000:])
-    assert res.accuracy > 0.35 and res.accuracy > result.final_accuracy - 0.15
+    # measured (seed 0, fp32): learning 0.8415, recognition of the 1000 held-out points 0.820 (0.710 without the
+    # MM). Held-out points of the same digits score like the training ones: within 0.05, about 4 binomial
+    # standard errors of 1000 points at 0.83.
+    assert res.accuracy > 0.78 and abs(res.accuracy - result.final_accuracy) < 0.05
     np.testing.assert_allclose(res.probs.sum(axis=1), 1.0)
+    alone = recognise(model, images[2000:], tmp_path / "alone", labels=labels[2000:], use_mm=False)
+    assert res.accuracy > alone.accuracy + 0.05  # the learned transitions help recognition too
     for f in (
         "module001_vae/z_recog.txt",
         "module002_gmm/class_recog.txt",
@@ -51,7 +56,7 @@ def test_recognising_the_last_1000_points_is_as_good_as_learning(learned, mnist,
     # recognising the training points gives the learned classes back (same parameters, no training)
     again = recognise(model, images[:2000], tmp_path / "again", labels=labels[:2000])
     learned_classes = np.loadtxt(model / "module002_gmm" / "class_learn.txt", dtype=int)
-    assert (again.classes == learned_classes).mean() > 0.95
+    assert (again.classes == learned_classes).mean() > 0.98  # measured 0.991: sampling's average vs point estimate
 
 
 def test_recognition_accuracy_uses_the_clusters_labels_learned_in_training(learned, mnist, tmp_path) -> None:
@@ -69,8 +74,10 @@ def test_recognition_accuracy_uses_the_clusters_labels_learned_in_training(learn
     # labels renamed on the new data: matching anew would score them as well, the training's matching does not
     renamed = (labels[2000:] + 1) % 10
     again = recognise(model, images[2000:], tmp_path / "b", labels=renamed)
-    assert accuracy(again.classes, renamed) == accuracy(res.classes, labels[2000:]) > 0.35
-    assert again.accuracy < 0.2
+    assert accuracy(again.classes, renamed) == accuracy(res.classes, labels[2000:]) > 0.78  # measured 0.829
+    assert again.accuracy < 0.05  # measured 0.001
+    # the training's matching can only score lower than the best matching on the recognised data itself
+    assert res.accuracy <= accuracy(res.classes, labels[2000:])
 
 
 def test_recog_cli_and_its_errors(learned, mnist, tmp_path, capsys) -> None:
@@ -123,4 +130,5 @@ def test_serket_style_recog_mode(learned, mnist, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(tmp_path / "recog.py"))
     acc = float(np.loadtxt(tmp_path / "module002_gmm" / "acc_recog.txt"))
-    assert acc > 0.35
+    # the Serket-style path is recognise() on the same model and data: the same accuracy, to the last bit
+    assert acc == recognise(model, images[2000:], tmp_path / "direct", labels=labels[2000:]).accuracy > 0.78

@@ -71,15 +71,17 @@ def test_two_seeds_at_once_equal_their_single_runs(ray_session, tmp_path) -> Non
     result = sweep(_build, [0, 1], tmp_path / "sweep", ROUNDS, on_done=done.append, reserve_timeout=30)
     assert result.concurrent == 2  # 1 CPU per VAE, none reserved for GMM and MM: two fit on two cores
     assert [r.seed for r in result.rows] == [0, 1] and sorted(r.seed for r in done) == [0, 1]
-    assert all(r.error is None and 0.0 <= r.accuracy <= 1.0 for r in result.rows)
+    assert all(r.error is None for r in result.rows)
     lines = result.table().splitlines()
     assert [line.split()[0] for line in lines[1:5]] == ["0", "1", "mean", "std"]
     saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [r["seed"] for r in saved["rows"]] == [0, 1] and saved["mean_accuracy"] == pytest.approx(result.mean)
     for seed in (0, 1):
         local = tmp_path / f"local_{seed}"
-        Orchestrator(_build(), local, seed=seed, backend="local").run(ROUNDS)
+        single = Orchestrator(_build(), local, seed=seed, backend="local").run(ROUNDS)
         run_dir = tmp_path / "sweep" / f"seed_{seed}"
+        # the row's accuracy is its seed's own run's, to the last bit (measured 0.9989 and 1.0: 900 digits are easy)
+        assert result.rows[seed].accuracy == single.final_accuracy > 0.95
         for f in ("module002_gmm/class_learn.txt", "module003_mm/trans_prob_learn.txt"):
             assert (run_dir / f).read_bytes() == (local / f).read_bytes(), (seed, f)
         manifest = json.loads((run_dir / "run.json").read_text())
