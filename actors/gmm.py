@@ -192,6 +192,7 @@ class GMMWorker:
                 em_iterations=cfg.chain_em_iterations,
                 lengths=lengths,
                 mixture_candidates=cfg.joint_mixture_candidates,
+                n_scored=cfg.moves_scored,
             )
             moves = found.moves
             if moves or log_bias is None:

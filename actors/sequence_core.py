@@ -275,6 +275,8 @@ def search(
     em_iterations: int = 3,
     lengths: np.ndarray | None = None,
     mixture_candidates: int = 0,
+    n_scored: int = 0,
+    screen_iterations: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -303,6 +305,17 @@ def search(
         sequence log-likelihood.  On points without sequence structure the
         fitted chain's rows are the mixture weights, so these moves are then
         judged as the mixture alone would judge them.
+    n_scored : int
+        When positive and smaller than the number of proposals, every proposal is
+        first screened by a cheaper :func:`chain_fit` of ``screen_iterations`` EM
+        iterations and only the ``n_scored`` best are fitted with
+        ``em_iterations`` and compared (0: every proposal is fitted in full).
+        Ranking proposals by the context scatter they explain is a poor guide
+        (the right repartition of two clusters that share two classes can rank
+        twelfth), so many are proposed and the likelihood itself picks.
+    screen_iterations : int
+        EM iterations of the screening fit (0: the candidate's own labels, one
+        forward-backward pass).
 
     Returns
     -------
@@ -316,6 +329,10 @@ def search(
         proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
         if mixture_candidates > 0 and n_classes >= 3:
             proposals += mixture_proposals(x, labels, n_classes, prior, rng, mixture_candidates, lengths)
+        if 0 < n_scored < len(proposals) and screen_iterations < em_iterations:
+            screened = [chain_fit(x, eye[m.labels], prior, alpha, screen_iterations, lengths) for m in proposals]
+            keep = np.argsort([-f.log_likelihood for f in screened], kind="stable")[:n_scored]
+            proposals = [proposals[i] for i in keep]
         for move in proposals:
             fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths)
             gain = fit.log_likelihood - base.log_likelihood

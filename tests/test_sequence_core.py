@@ -48,6 +48,20 @@ def test_search_repairs_a_merged_and_a_split_class() -> None:
     np.testing.assert_allclose(found.fit.transitions.sum(axis=1), 1.0)
 
 
+def test_screened_search_repairs_as_the_full_search_does() -> None:
+    # Many proposals, screened by a cheap fit, only two fitted in full: the same repair is found.
+    rng = np.random.default_rng(1)
+    x, y = _cycle(rng)
+    bad = _planted(y, rng)
+    prior = gmm_core.default_prior(x)
+    full = sequence_core.search(x, bad, 5, prior, np.random.default_rng(2), max_moves=4, n_best=6)
+    screened = sequence_core.search(
+        x, bad, 5, prior, np.random.default_rng(2), max_moves=4, n_best=6, n_scored=2, screen_iterations=0
+    )
+    assert screened.moves and accuracy(screened.labels, y) > 0.99
+    assert screened.fit.log_likelihood >= full.fit.log_likelihood - 1.0
+
+
 def test_search_takes_no_move_when_none_helps() -> None:
     rng = np.random.default_rng(3)
     x, y = _cycle(rng)
