@@ -140,7 +140,13 @@ class GMMWorker:
                 return labels
             if self.sequence:
                 fit = sequence_core.chain_fit(
-                    x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations, lengths
+                    x,
+                    np.eye(k)[labels],
+                    prior,
+                    cfg.chain_alpha,
+                    cfg.chain_em_iterations,
+                    lengths,
+                    cfg.chain_emission_weight,
                 )
                 score, labels = fit.log_likelihood, np.argmax(fit.posterior, axis=1)
             else:
@@ -193,6 +199,7 @@ class GMMWorker:
                 lengths=lengths,
                 mixture_candidates=cfg.joint_mixture_candidates,
                 n_scored=cfg.moves_scored,
+                emission_weight=cfg.chain_emission_weight,
             )
             moves = found.moves
             if moves or log_bias is None:

@@ -213,6 +213,7 @@ def chain_fit(
     alpha: float,
     n_iter: int,
     lengths: np.ndarray | None = None,
+    emission_weight: float = 1.0,
 ) -> ChainFit:
     """Fit emissions and transitions by ``n_iter`` EM iterations from ``weights``.
 
@@ -229,12 +230,20 @@ def chain_fit(
     lengths : numpy.ndarray, shape (S,), optional
         Sequence lengths: each sequence is its own chain, started from an
         initial distribution fitted alongside (uniform with one sequence).
+    emission_weight : float
+        Power of the Gaussian emissions in the chain (1: the plain HMM).  Below 1
+        the sequence weighs more against the latents: the chain then prefers
+        partitions its transitions explain over ones the Gaussians fit a little
+        better.  The log-likelihood returned is that of the tempered chain.
     """
     w = weights
     trans = mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha)
     initial = mm_core.initial_distribution(w, lengths, alpha)
     for it in range(n_iter + 1):
-        fb = mm_core.forward_backward(emission_log_likelihood(x, w, prior), trans, initial, lengths=lengths)
+        log_em = emission_log_likelihood(x, w, prior)
+        if emission_weight != 1.0:
+            log_em = emission_weight * log_em
+        fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
         if it == n_iter:
             break
         w = fb.posterior
@@ -277,6 +286,7 @@ def search(
     mixture_candidates: int = 0,
     n_scored: int = 0,
     screen_iterations: int = 0,
+    emission_weight: float = 1.0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -316,13 +326,15 @@ def search(
     screen_iterations : int
         EM iterations of the screening fit (0: the candidate's own labels, one
         forward-backward pass).
+    emission_weight : float
+        Of :func:`chain_fit`: the power of the emissions in the chain that scores moves.
 
     Returns
     -------
     SearchResult
     """
     eye = np.eye(n_classes)
-    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
+    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     taken: list[str] = []
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
@@ -330,11 +342,14 @@ def search(
         if mixture_candidates > 0 and n_classes >= 3:
             proposals += mixture_proposals(x, labels, n_classes, prior, rng, mixture_candidates, lengths)
         if 0 < n_scored < len(proposals) and screen_iterations < em_iterations:
-            screened = [chain_fit(x, eye[m.labels], prior, alpha, screen_iterations, lengths) for m in proposals]
-            keep = np.argsort([-f.log_likelihood for f in screened], kind="stable")[:n_scored]
+            screened = [
+                chain_fit(x, eye[m.labels], prior, alpha, screen_iterations, lengths, emission_weight).log_likelihood
+                for m in proposals
+            ]
+            keep = np.argsort(-np.asarray(screened), kind="stable")[:n_scored]
             proposals = [proposals[i] for i in keep]
         for move in proposals:
-            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths)
+            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight)
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
@@ -344,7 +359,7 @@ def search(
         log.debug("took %s", taken[-1])
         # Adopt the labels of the chain fitted from the move, then rescore them.
         labels = np.argmax(best[2].posterior, axis=1)
-        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
+        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     return SearchResult(labels, base, taken)
 
 

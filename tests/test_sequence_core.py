@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actors import gmm_core, sequence_core
+from actors import gmm_core, mm_core, sequence_core
 from actors.config import GMMConfig
 from actors.gmm import GMMWorker
 from actors.scoring import accuracy
@@ -60,6 +60,21 @@ def test_screened_search_repairs_as_the_full_search_does() -> None:
     )
     assert screened.moves and accuracy(screened.labels, y) > 0.99
     assert screened.fit.log_likelihood >= full.fit.log_likelihood - 1.0
+
+
+def test_chain_fit_tempers_the_emissions() -> None:
+    # emission_weight w: the chain over w * log N(x | class); the sequence then weighs more.
+    rng = np.random.default_rng(5)
+    x, y = _cycle(rng, n=400, radius=2.0)
+    prior = gmm_core.default_prior(x)
+    w = np.eye(5)[y]
+    half = sequence_core.chain_fit(x, w, prior, alpha=0.1, n_iter=0, emission_weight=0.5)
+    direct = mm_core.forward_backward(0.5 * sequence_core.emission_log_likelihood(x, w, prior), half.transitions, None)
+    assert abs(half.log_likelihood - direct.log_likelihood) < 1e-6
+    np.testing.assert_allclose(half.prior, direct.prior, atol=1e-9)
+    bad = _planted(y, rng)
+    found = sequence_core.search(x, bad, 5, prior, np.random.default_rng(2), max_moves=4, emission_weight=0.7)
+    assert found.moves and accuracy(found.labels, y) > 0.95
 
 
 def test_search_takes_no_move_when_none_helps() -> None:
