@@ -212,6 +212,15 @@ class GMMConfig(_Config):
         the sequence cannot outweigh; at 0.7 the noisy cycle on fixed
         latents went 0.861 -> 0.956 (TV 0.173 -> 0.042) with independent
         draws unchanged (0.775 / 0.774).
+    stretch_candidates : int
+        Repartitions of the pairs of clusters that pass to each other most,
+        split by their latents averaged over each stretch of consecutive
+        points of the pair (a run of one class, whose style changes point to
+        point while the class stays), scored among the moves
+        (:func:`actors.sequence_core.stretch_proposals`).  Runs of one digit
+        (stay 0.6) on fixed latents, order seed 0: 0.846 -> 0.873 (TV 0.148
+        -> 0.119); independent draws 0.775 -> 0.772, the noisy cycle 0.956 ->
+        0.954.
     use_class_prior : bool
         Add the Markov model's message to every point's class weights (the
         default).  False keeps only the mixture's own sequence machinery (an
@@ -240,6 +249,7 @@ class GMMConfig(_Config):
     joint_mixture_candidates: int = 3
     moves_scored: int = 3
     chain_emission_weight: float = 0.7
+    stretch_candidates: int = 3
     use_class_prior: bool = True
 
     def __post_init__(self) -> None:
@@ -264,6 +274,7 @@ class GMMConfig(_Config):
         _check_int("joint_mixture_candidates", self.joint_mixture_candidates, 0)
         _check_int("moves_scored", self.moves_scored, 0)
         _check_float("chain_emission_weight", self.chain_emission_weight, 0.0)
+        _check_int("stretch_candidates", self.stretch_candidates, 0)
         if not isinstance(self.use_class_prior, bool):
             raise ConfigError(f"use_class_prior should be True or False, got {self.use_class_prior!r}")
 

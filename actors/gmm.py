@@ -200,6 +200,7 @@ class GMMWorker:
                 mixture_candidates=cfg.joint_mixture_candidates,
                 n_scored=cfg.moves_scored,
                 emission_weight=cfg.chain_emission_weight,
+                stretch_candidates=cfg.stretch_candidates,
             )
             moves = found.moves
             if moves or log_bias is None:

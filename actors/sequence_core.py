@@ -287,6 +287,7 @@ def search(
     n_scored: int = 0,
     screen_iterations: int = 0,
     emission_weight: float = 1.0,
+    stretch_candidates: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -328,6 +329,9 @@ def search(
         forward-backward pass).
     emission_weight : float
         Of :func:`chain_fit`: the power of the emissions in the chain that scores moves.
+    stretch_candidates : int
+        Repartitions of the pairs of clusters that pass to each other most
+        (:func:`stretch_proposals`) scored alongside.
 
     Returns
     -------
@@ -341,6 +345,8 @@ def search(
         proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
         if mixture_candidates > 0 and n_classes >= 3:
             proposals += mixture_proposals(x, labels, n_classes, prior, rng, mixture_candidates, lengths)
+        if stretch_candidates > 0:
+            proposals += stretch_proposals(x, labels, base.transitions, rng, stretch_candidates, lengths)
         if 0 < n_scored < len(proposals) and screen_iterations < em_iterations:
             screened = [
                 chain_fit(x, eye[m.labels], prior, alpha, screen_iterations, lengths, emission_weight).log_likelihood
@@ -361,6 +367,83 @@ def search(
         labels = np.argmax(best[2].posterior, axis=1)
         base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     return SearchResult(labels, base, taken)
+
+
+def stretch_means(x: np.ndarray, member: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Each member point's latent averaged over its stretch: the run of consecutive members it lies in.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    member : numpy.ndarray, shape (N,), bool
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths: no stretch crosses a boundary.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M, d), one row per member point, in order.
+    """
+    start = member & ~np.concatenate(([False], member[:-1]))
+    if lengths is not None:
+        start |= member & mm_core.sequence_starts(lengths, member.shape[0])
+    run = np.cumsum(start)[member] - 1
+    sums = np.zeros((int(run.max()) + 1 if run.size else 0, x.shape[1]))
+    np.add.at(sums, run, x[member])
+    return (sums / np.bincount(run)[:, None])[run]
+
+
+def stretch_proposals(
+    x: np.ndarray,
+    labels: np.ndarray,
+    transitions: np.ndarray,
+    rng: np.random.Generator,
+    n_best: int,
+    lengths: np.ndarray | None = None,
+    min_size: int = 4,
+) -> list[Move]:
+    """Repartitions of the ``n_best`` pairs of clusters with most mutual transitions, by stretch means.
+
+    Two similar classes that run for several points each (frames of a video) can be
+    split by the mixture along the wrong axis: two clusters that each hold both
+    classes, the points of one run spread over the two.  Such a pair passes to
+    each other often (transitions i -> j and j -> i).  Within a run the class
+    stays while everything else about a point (a digit's style) changes, so
+    the points of the pair are split in two by 2-means on their latents
+    averaged over each stretch of consecutive points of the pair (one class's
+    run, mostly), not on the latents themselves.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    labels : numpy.ndarray, shape (N,)
+    transitions : numpy.ndarray, shape (K, K)
+        The chain's current transitions; pairs are ranked by T_ij T_ji.
+    rng : numpy.random.Generator
+    n_best : int
+    lengths : numpy.ndarray, shape (S,), optional
+    min_size : int
+        Smallest pair of clusters split.
+
+    Returns
+    -------
+    list of Move
+    """
+    k = transitions.shape[0]
+    mutual = transitions * transitions.T
+    i_up, j_up = np.triu_indices(k, 1)
+    moves = []
+    for c in np.argsort(-mutual[i_up, j_up], kind="stable")[:n_best]:
+        i, j = int(i_up[c]), int(j_up[c])
+        member = (labels == i) | (labels == j)
+        if member.sum() < min_size:
+            continue
+        side = gmm_core.split_in_two(stretch_means(x, member, lengths), rng, n_iter=20)
+        rows = np.flatnonzero(member)
+        new = labels.copy()
+        agree = np.count_nonzero(~side & (labels[rows] == i)) + np.count_nonzero(side & (labels[rows] == j))
+        new[rows] = np.where(side, j, i) if 2 * agree >= len(rows) else np.where(side, i, j)
+        moves.append(Move(f"repartition {i},{j} by stretch means", new, float(mutual[i, j])))
+    return moves
 
 
 def mixture_proposals(
