@@ -19,10 +19,18 @@ alone, the successor alone, or both):
 * ``merge i,j + split k``: clusters i and j become one, and cluster k is split
   in two by its context, one half taking the freed number j.
 
-Candidates are ranked by how much context scatter they explain, and the best
-few are scored by the log-likelihood of the whole sequence under a hidden
-Markov model with Gaussian emissions, fitted by a few EM iterations from the
-candidate's labels (the same fit from the current labels is the baseline).  A
+Two more kinds compete with them: the mixture's merge-and-split moves
+(:func:`mixture_proposals`) and ``repartition i,j by stretch means``
+(:func:`stretch_proposals`): a pair of clusters that pass to each other often is
+split again by its latents averaged over each stretch of consecutive points of
+the pair (within a run of one class the class stays and the style changes).
+
+Candidates are ranked by how much context scatter they explain; all of them are
+screened by one forward-backward pass of their own labels, and the best few
+are scored by the log-likelihood of the whole sequence under a hidden Markov
+model with Gaussian emissions (raised to ``emission_weight``), fitted by a few EM
+iterations from the candidate's labels (the same fit from the current labels is
+the baseline).  A
 move is taken when it gains at least ``min_gain`` nats, which is an
 unsupervised criterion: no label is ever looked at.  Every cluster a move does
 not touch keeps its number.
