@@ -144,7 +144,13 @@ class GMMWorker:
                 return labels
             if self.sequence:
                 fit = sequence_core.chain_fit(
-                    x, np.eye(k)[labels], prior, cfg.chain_alpha, cfg.chain_em_iterations, lengths
+                    x,
+                    np.eye(k)[labels],
+                    prior,
+                    cfg.chain_alpha,
+                    cfg.chain_em_iterations,
+                    lengths,
+                    cfg.chain_emission_weight,
                 )
                 score, labels = fit.log_likelihood, np.argmax(fit.posterior, axis=1)
             else:
@@ -196,6 +202,9 @@ class GMMWorker:
                 em_iterations=cfg.chain_em_iterations,
                 lengths=lengths,
                 mixture_candidates=cfg.joint_mixture_candidates,
+                n_scored=cfg.moves_scored,
+                emission_weight=cfg.chain_emission_weight,
+                stretch_candidates=cfg.stretch_candidates,
             )
             moves = found.moves
             if moves or log_bias is None:

@@ -19,10 +19,18 @@ alone, the successor alone, or both):
 * ``merge i,j + split k``: clusters i and j become one, and cluster k is split
   in two by its context, one half taking the freed number j.
 
-Candidates are ranked by how much context scatter they explain, and the best
-few are scored by the log-likelihood of the whole sequence under a hidden
-Markov model with Gaussian emissions, fitted by a few EM iterations from the
-candidate's labels (the same fit from the current labels is the baseline).  A
+Two more kinds compete with them: the mixture's merge-and-split moves
+(:func:`mixture_proposals`) and ``repartition i,j by stretch means``
+(:func:`stretch_proposals`): a pair of clusters that pass to each other often is
+split again by its latents averaged over each stretch of consecutive points of
+the pair (within a run of one class the class stays and the style changes).
+
+Candidates are ranked by how much context scatter they explain; all of them are
+screened by one forward-backward pass of their own labels, and the best few
+are scored by the log-likelihood of the whole sequence under a hidden Markov
+model with Gaussian emissions (raised to ``emission_weight``), fitted by a few EM
+iterations from the candidate's labels (the same fit from the current labels is
+the baseline).  A
 move is taken when it gains at least ``min_gain`` nats, which is an
 unsupervised criterion: no label is ever looked at.  Every cluster a move does
 not touch keeps its number.
@@ -213,6 +221,7 @@ def chain_fit(
     alpha: float,
     n_iter: int,
     lengths: np.ndarray | None = None,
+    emission_weight: float = 1.0,
 ) -> ChainFit:
     """Fit emissions and transitions by ``n_iter`` EM iterations from ``weights``.
 
@@ -229,12 +238,20 @@ def chain_fit(
     lengths : numpy.ndarray, shape (S,), optional
         Sequence lengths: each sequence is its own chain, started from an
         initial distribution fitted alongside (uniform with one sequence).
+    emission_weight : float
+        Power of the Gaussian emissions in the chain (1: the plain HMM).  Below 1
+        the sequence weighs more against the latents: the chain then prefers
+        partitions its transitions explain over ones the Gaussians fit a little
+        better.  The log-likelihood returned is that of the tempered chain.
     """
     w = weights
     trans = mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha)
     initial = mm_core.initial_distribution(w, lengths, alpha)
     for it in range(n_iter + 1):
-        fb = mm_core.forward_backward(emission_log_likelihood(x, w, prior), trans, initial, lengths=lengths)
+        log_em = emission_log_likelihood(x, w, prior)
+        if emission_weight != 1.0:
+            log_em = emission_weight * log_em
+        fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
         if it == n_iter:
             break
         w = fb.posterior
@@ -275,6 +292,10 @@ def search(
     em_iterations: int = 3,
     lengths: np.ndarray | None = None,
     mixture_candidates: int = 0,
+    n_scored: int = 0,
+    screen_iterations: int = 0,
+    emission_weight: float = 1.0,
+    stretch_candidates: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -303,21 +324,46 @@ def search(
         sequence log-likelihood.  On points without sequence structure the
         fitted chain's rows are the mixture weights, so these moves are then
         judged as the mixture alone would judge them.
+    n_scored : int
+        When positive and smaller than the number of proposals, every proposal is
+        first screened by a cheaper :func:`chain_fit` of ``screen_iterations`` EM
+        iterations and only the ``n_scored`` best are fitted with
+        ``em_iterations`` and compared (0: every proposal is fitted in full).
+        Ranking proposals by the context scatter they explain is a poor guide
+        (the right repartition of two clusters that share two classes can rank
+        twelfth), so many are proposed and the likelihood itself picks.
+    screen_iterations : int
+        EM iterations of the screening fit (0: the candidate's own labels, one
+        forward-backward pass).
+    emission_weight : float
+        Of :func:`chain_fit`: the power of the emissions in the chain that scores moves.
+    stretch_candidates : int
+        Repartitions of the pairs of clusters that pass to each other most
+        (:func:`stretch_proposals`) scored alongside.
 
     Returns
     -------
     SearchResult
     """
     eye = np.eye(n_classes)
-    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
+    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     taken: list[str] = []
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
         proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
         if mixture_candidates > 0 and n_classes >= 3:
             proposals += mixture_proposals(x, labels, n_classes, prior, rng, mixture_candidates, lengths)
+        if stretch_candidates > 0:
+            proposals += stretch_proposals(x, labels, base.transitions, rng, stretch_candidates, lengths)
+        if 0 < n_scored < len(proposals) and screen_iterations < em_iterations:
+            screened = [
+                chain_fit(x, eye[m.labels], prior, alpha, screen_iterations, lengths, emission_weight).log_likelihood
+                for m in proposals
+            ]
+            keep = np.argsort(-np.asarray(screened), kind="stable")[:n_scored]
+            proposals = [proposals[i] for i in keep]
         for move in proposals:
-            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths)
+            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight)
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
@@ -327,8 +373,85 @@ def search(
         log.debug("took %s", taken[-1])
         # Adopt the labels of the chain fitted from the move, then rescore them.
         labels = np.argmax(best[2].posterior, axis=1)
-        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths)
+        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     return SearchResult(labels, base, taken)
+
+
+def stretch_means(x: np.ndarray, member: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Each member point's latent averaged over its stretch: the run of consecutive members it lies in.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    member : numpy.ndarray, shape (N,), bool
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths: no stretch crosses a boundary.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M, d), one row per member point, in order.
+    """
+    start = member & ~np.concatenate(([False], member[:-1]))
+    if lengths is not None:
+        start |= member & mm_core.sequence_starts(lengths, member.shape[0])
+    run = np.cumsum(start)[member] - 1
+    sums = np.zeros((int(run.max()) + 1 if run.size else 0, x.shape[1]))
+    np.add.at(sums, run, x[member])
+    return (sums / np.bincount(run)[:, None])[run]
+
+
+def stretch_proposals(
+    x: np.ndarray,
+    labels: np.ndarray,
+    transitions: np.ndarray,
+    rng: np.random.Generator,
+    n_best: int,
+    lengths: np.ndarray | None = None,
+    min_size: int = 4,
+) -> list[Move]:
+    """Repartitions of the ``n_best`` pairs of clusters with most mutual transitions, by stretch means.
+
+    Two similar classes that run for several points each (frames of a video) can be
+    split by the mixture along the wrong axis: two clusters that each hold both
+    classes, the points of one run spread over the two.  Such a pair passes to
+    each other often (transitions i -> j and j -> i).  Within a run the class
+    stays while everything else about a point (a digit's style) changes, so
+    the points of the pair are split in two by 2-means on their latents
+    averaged over each stretch of consecutive points of the pair (one class's
+    run, mostly), not on the latents themselves.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    labels : numpy.ndarray, shape (N,)
+    transitions : numpy.ndarray, shape (K, K)
+        The chain's current transitions; pairs are ranked by T_ij T_ji.
+    rng : numpy.random.Generator
+    n_best : int
+    lengths : numpy.ndarray, shape (S,), optional
+    min_size : int
+        Smallest pair of clusters split.
+
+    Returns
+    -------
+    list of Move
+    """
+    k = transitions.shape[0]
+    mutual = transitions * transitions.T
+    i_up, j_up = np.triu_indices(k, 1)
+    moves = []
+    for c in np.argsort(-mutual[i_up, j_up], kind="stable")[:n_best]:
+        i, j = int(i_up[c]), int(j_up[c])
+        member = (labels == i) | (labels == j)
+        if member.sum() < min_size:
+            continue
+        side = gmm_core.split_in_two(stretch_means(x, member, lengths), rng, n_iter=20)
+        rows = np.flatnonzero(member)
+        new = labels.copy()
+        agree = np.count_nonzero(~side & (labels[rows] == i)) + np.count_nonzero(side & (labels[rows] == j))
+        new[rows] = np.where(side, j, i) if 2 * agree >= len(rows) else np.where(side, i, j)
+        moves.append(Move(f"repartition {i},{j} by stretch means", new, float(mutual[i, j])))
+    return moves
 
 
 def mixture_proposals(

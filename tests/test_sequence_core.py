@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actors import gmm_core, sequence_core
+from actors import gmm_core, mm_core, sequence_core
 from actors.config import GMMConfig
 from actors.gmm import GMMWorker
 from actors.scoring import accuracy
@@ -46,6 +46,58 @@ def test_search_repairs_a_merged_and_a_split_class() -> None:
     assert found.moves and accuracy(found.labels, y) > 0.99
     assert found.fit.log_likelihood > stuck.log_likelihood + 100
     np.testing.assert_allclose(found.fit.transitions.sum(axis=1), 1.0)
+
+
+def test_screened_search_repairs_as_the_full_search_does() -> None:
+    # Many proposals, screened by a cheap fit, only two fitted in full: the same repair is found.
+    rng = np.random.default_rng(1)
+    x, y = _cycle(rng)
+    bad = _planted(y, rng)
+    prior = gmm_core.default_prior(x)
+    full = sequence_core.search(x, bad, 5, prior, np.random.default_rng(2), max_moves=4, n_best=6)
+    screened = sequence_core.search(
+        x, bad, 5, prior, np.random.default_rng(2), max_moves=4, n_best=6, n_scored=2, screen_iterations=0
+    )
+    assert screened.moves and accuracy(screened.labels, y) > 0.99
+    assert screened.fit.log_likelihood >= full.fit.log_likelihood - 1.0
+
+
+def test_chain_fit_tempers_the_emissions() -> None:
+    # emission_weight w: the chain over w * log N(x | class); the sequence then weighs more.
+    rng = np.random.default_rng(5)
+    x, y = _cycle(rng, n=400, radius=2.0)
+    prior = gmm_core.default_prior(x)
+    w = np.eye(5)[y]
+    half = sequence_core.chain_fit(x, w, prior, alpha=0.1, n_iter=0, emission_weight=0.5)
+    direct = mm_core.forward_backward(0.5 * sequence_core.emission_log_likelihood(x, w, prior), half.transitions, None)
+    assert abs(half.log_likelihood - direct.log_likelihood) < 1e-6
+    np.testing.assert_allclose(half.prior, direct.prior, atol=1e-9)
+    bad = _planted(y, rng)
+    found = sequence_core.search(x, bad, 5, prior, np.random.default_rng(2), max_moves=4, emission_weight=0.7)
+    assert found.moves and accuracy(found.labels, y) > 0.95
+
+
+def test_stretch_means_pool_each_run_of_the_pair() -> None:
+    x = np.arange(8, dtype=float)[:, None]
+    member = np.array([1, 1, 0, 1, 1, 1, 0, 1], dtype=bool)
+    got = sequence_core.stretch_means(x, member, lengths=np.array([4, 4]))
+    # stretches: {0, 1}, {3} (its sequence ends), {4, 5}, {7}
+    np.testing.assert_allclose(got[:, 0], [0.5, 0.5, 3.0, 4.5, 4.5, 7.0])
+
+
+def test_stretch_proposal_splits_runs_by_class_not_by_style() -> None:
+    # Runs of 8 of class 0 or 1, each followed by 2 points of class 2. Points of classes 0 and 1 carry a large
+    # "style" offset that changes point to point; clusters 0 and 1 split them by style. Stretch means find the classes.
+    rng = np.random.default_rng(6)
+    cls = np.concatenate([np.r_[np.full(8, c), 2, 2] for c in rng.integers(0, 2, size=60)])
+    style = rng.choice([-2.5, 2.5], size=cls.size)
+    x = np.stack([3.0 * cls + 0.3 * rng.normal(size=cls.size), style + 0.3 * rng.normal(size=cls.size)], axis=1)
+    x[cls == 2] = [10.0, 0.0]
+    by_style = np.where(cls == 2, 2, (style > 0).astype(np.int64))
+    trans = np.array([[0.4, 0.4, 0.2], [0.4, 0.4, 0.2], [0.5, 0.5, 0.0]]) + 1e-3
+    (move,) = sequence_core.stretch_proposals(x, by_style, trans, np.random.default_rng(0), 1)
+    assert move.name.startswith("repartition 0,1")
+    assert accuracy(move.labels, cls) > 0.95 and accuracy(by_style, cls) < 0.8
 
 
 def test_search_takes_no_move_when_none_helps() -> None:
