@@ -177,6 +177,12 @@ class ManualStep:
     Then ``optimizer.step()`` as usual; do not call ``zero_grad`` (with
     ``set_to_none`` it drops the buffers, which the next call then allocates again).
 
+    BCE's value is taken as sum(-log sigmoid(-o) - o x), the same sum as
+    ``binary_cross_entropy_with_logits`` with one sigmoid and one log instead of
+    softplus plus sigmoid (softplus costs as much as a matrix product here);
+    sigmoid(-o) is clamped at the smallest normal float32, so a logit above ~87
+    adds ~87 to the reported loss instead of o (its gradient is still exact).
+
     The results agree with autograd's to float32 rounding (sums taken in another
     order), not bit for bit; they are deterministic for a seed.
 
@@ -213,17 +219,13 @@ class ManualStep:
         self._dz, self._dmean, self._dlog_var, self._t = buf(b, latent), buf(b, latent), buf(b, latent), buf(b, latent)
         self._a2, self._dg = buf(b, hidden2), buf(b, hidden2)
         self._out, self._rec = buf(b, input_dim), buf(b, input_dim)
-        self.grads = []
-        for layer in self.layers:
-            for p in (layer.weight, layer.bias):
-                if p.grad is None or p.grad.shape != p.shape:
-                    p.grad = torch.zeros_like(p)
-                self.grads.append(p.grad)
+        self._ensure_grads()
 
     def _ensure_grads(self) -> None:
+        """Allocate each parameter's ``.grad`` where there is none (new, or after ``zero_grad(set_to_none=True)``)."""
         for layer in self.layers:
             for p in (layer.weight, layer.bias):
-                if p.grad is None:  # zero_grad(set_to_none=True) was called
+                if p.grad is None:
                     p.grad = torch.zeros_like(p)
 
     @torch.no_grad()
