@@ -70,6 +70,16 @@ class VAEConfig(_Config):
         it and on a CPU with native bf16 matrix instructions (AMX or
         AVX512-BF16), ``"fp32"`` elsewhere, so results depend on the machine;
         each update records the precision it used in ``run.json``.
+    step : {"auto", "manual", "autograd"}
+        How the training step computes its gradients.  ``"manual"``: a
+        hand-written forward and backward pass of the default networks in
+        float32 (``actors.vae_core.ManualStep``: no autograd graph, buffers
+        allocated once; gradients equal autograd's to float32 rounding);
+        it needs the default encoder and decoder, and makes ``precision="auto"``
+        float32.  ``"autograd"``: torch's autograd through the loss, for any
+        networks and precision.  ``"auto"`` (default): ``"manual"`` for the
+        default networks in float32, ``"autograd"`` otherwise; each update
+        records the step it used in ``run.json``.
     """
 
     latent_dim: int = 18
@@ -83,6 +93,7 @@ class VAEConfig(_Config):
     warm_start: bool = True
     device: str = "auto"
     precision: str = "auto"
+    step: str = "auto"
 
     def __post_init__(self) -> None:
         _check_int("latent_dim", self.latent_dim, 1)
@@ -95,6 +106,9 @@ class VAEConfig(_Config):
         _check_choice("send", self.send, ("mean", "sample"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("precision", self.precision, ("auto", "bf16", "fp32"))
+        _check_choice("step", self.step, ("auto", "manual", "autograd"))
+        if self.step == "manual" and self.precision == "bf16":
+            raise ConfigError("step='manual' trains in fp32: give precision 'fp32' or 'auto' with it, got 'bf16'")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,6 +84,13 @@ class VAE(Module):
         for what, net in (("encoder", encoder), ("decoder", decoder)):
             if net is not None and not isinstance(net, nn.Module):
                 raise ConfigError(f"{what} should be a torch.nn.Module, got {type(net).__name__}")
+        if self.config.step == "manual" and not (
+            type(encoder) in (type(None), vae_core.Encoder) and type(decoder) in (type(None), vae_core.Decoder)
+        ):
+            raise ConfigError(
+                "step='manual' needs the default encoder and decoder (use step='autograd' or 'auto' with your own), "
+                f"got {type(encoder).__name__}/{type(decoder).__name__}"
+            )
         self.encoder = encoder
         self.decoder = decoder
 
@@ -122,6 +129,7 @@ class VAE(Module):
         return {
             "final_loss": float(report["loss"][-1]) if len(report["loss"]) else None,
             "precision": report.get("precision"),
+            "step": report.get("step"),
         }
 
 
@@ -164,7 +172,11 @@ class VAEWorker:
                 "device should be a visible CUDA GPU for device='cuda', got none (torch.cuda.is_available() is False)"
             )
         self.device = torch.device("cuda" if want_cuda else "cpu")
-        self.precision = vae_core.resolve_precision(config.precision, self.device)
+        # step='manual' is an fp32 step: it makes precision 'auto' fp32 ('bf16' with it is a ConfigError)
+        self.precision = vae_core.resolve_precision(
+            "fp32" if config.step == "manual" else config.precision, self.device
+        )
+        self.step: str | None = None  # resolved with the networks
         self.net: vae_core.VAENet | None = None
         self._net_dim: int | None = None  # the networks' input size
         self.optimizer: torch.optim.Optimizer | None = None
@@ -225,6 +237,7 @@ class VAEWorker:
         self.net = vae_core.VAENet(enc, dec).to(self.device)
         self._net_dim = input_dim
         self.optimizer = vae_core.make_optimizer(self.net.parameters(), self.config.learning_rate)
+        self.step = vae_core.resolve_step(self.config.step, self.net, self.precision)
 
     def _tensor(self, data: np.ndarray) -> torch.Tensor:
         # The data is the same object every round: convert and move it once.
@@ -268,16 +281,18 @@ class VAEWorker:
             self.generator,
             self._epoch_done,
             self.precision,
+            self.step or "autograd",
         )
         enc = self.encode(data.data, sample=self.config.send == "sample")
         seconds = time.perf_counter() - start
         log.info(
-            "%s round %d: %d epochs on %s in %s, loss %.3f, %.2f s",
+            "%s round %d: %d epochs on %s in %s (%s step), loss %.3f, %.2f s",
             self.name,
             round,
             self.config.epochs,
             self.device,
             self.precision,
+            self.step,
             losses[-1],
             seconds,
         )
@@ -294,6 +309,7 @@ class VAEWorker:
                 "seconds": seconds,
                 "device": str(self.device),
                 "precision": self.precision,
+                "step": self.step,
             },
         )
 

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 #: Values of ``VAEConfig.precision``.
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
+#: Smallest normal float32: sigmoid(-o) is clamped to it, so log() stays finite for logits o > 87.
+_TINY = float(torch.finfo(torch.float32).tiny)
+
+#: Values of ``VAEConfig.step``.
+STEPS: tuple[str, ...] = ("auto", "manual", "autograd")
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bfloat16 matrix products natively.
@@ -128,6 +134,166 @@ def vae_loss(
     return rec + kl_weight * kl
 
 
+def is_default_architecture(net: VAENet) -> bool:
+    """Whether ``net`` is the default :class:`Encoder` plus :class:`Decoder` (exactly those
+    classes, every layer an ``nn.Linear`` with a bias): the networks :class:`ManualStep` knows."""
+    enc, dec = net.encoder, net.decoder
+    if type(enc) is not Encoder or type(dec) is not Decoder:
+        return False
+    layers = (enc.hidden, enc.mean, enc.log_var, dec.hidden, dec.out)
+    return all(type(m) is nn.Linear and m.bias is not None for m in layers)
+
+
+def resolve_step(step: str, net: VAENet, precision: str) -> str:
+    """The training step the VAE uses: ``"manual"`` or ``"autograd"``.
+
+    ``"auto"`` is ``"manual"`` where ``net`` is the default architecture
+    (:func:`is_default_architecture`) and the resolved ``precision`` is ``"fp32"``,
+    ``"autograd"`` elsewhere.  ``"manual"`` where it does not apply is an error.
+    """
+    if step not in STEPS:
+        raise ValueError(f"step should be one of {STEPS}, got {step!r}")
+    fits = is_default_architecture(net) and precision == "fp32"
+    if step == "auto":
+        return "manual" if fits else "autograd"
+    if step == "manual" and not fits:
+        raise ValueError(
+            "step='manual' needs the default encoder and decoder in fp32, got "
+            f"{type(net.encoder).__name__}/{type(net.decoder).__name__} in {precision}"
+        )
+    return step
+
+
+class ManualStep:
+    """Hand-written forward and backward pass of the default VAE: no autograd graph.
+
+    For the default :class:`Encoder` and :class:`Decoder` (x -> h = relu(x W1' + b1)
+    -> mean, log_var -> z = mean + exp(log_var / 2) eps -> g = relu(z W2' + b2) ->
+    logits o = g W3' + b3), one call computes the loss :func:`vae_loss` gives and
+    writes its exact gradient into every parameter's ``.grad`` (overwritten, not
+    accumulated), using buffers allocated once, matrix products written in place
+    (``out=``) and the closed forms dL/do = sigmoid(o) - x (BCE with logits) or
+    2 (o - x) (MSE), dKL/dmean = mean - m, dKL/dlog_var = (exp(log_var) - 1) / 2.
+    Then ``optimizer.step()`` as usual; do not call ``zero_grad`` (with
+    ``set_to_none`` it drops the buffers, which the next call then allocates again).
+
+    BCE's value is taken as sum(-log sigmoid(-o) - o x), the same sum as
+    ``binary_cross_entropy_with_logits`` with one sigmoid and one log instead of
+    softplus plus sigmoid (softplus costs as much as a matrix product here);
+    sigmoid(-o) is clamped at the smallest normal float32, so a logit above ~87
+    adds ~87 to the reported loss instead of o (its gradient is still exact).
+
+    The results agree with autograd's to float32 rounding (sums taken in another
+    order), not bit for bit; they are deterministic for a seed.
+
+    Parameters
+    ----------
+    net : VAENet
+        The default architecture (:func:`is_default_architecture`), float32.
+    batch_size : int
+        The largest batch a call will get.
+    kl_weight : float
+    reconstruction : {"bce", "mse"}
+    """
+
+    def __init__(self, net: VAENet, batch_size: int, kl_weight: float, reconstruction: str) -> None:
+        if not is_default_architecture(net):
+            raise ValueError("ManualStep needs the default Encoder and Decoder")
+        if reconstruction not in ("bce", "mse"):
+            raise ValueError(f"reconstruction should be 'bce' or 'mse', got {reconstruction!r}")
+        enc, dec = net.encoder, net.decoder
+        self.layers = (enc.hidden, enc.mean, enc.log_var, dec.hidden, dec.out)
+        self.kl_weight = float(kl_weight)
+        self.bce = reconstruction == "bce"
+        w1 = enc.hidden.weight
+        hidden, input_dim = w1.shape
+        latent = enc.mean.weight.shape[0]
+        hidden2 = dec.hidden.weight.shape[0]
+
+        def buf(*shape: int) -> torch.Tensor:
+            return torch.empty(shape, dtype=w1.dtype, device=w1.device)
+
+        b = batch_size
+        self._a1, self._dh = buf(b, hidden), buf(b, hidden)
+        self._mean, self._log_var, self._std, self._z = buf(b, latent), buf(b, latent), buf(b, latent), buf(b, latent)
+        self._dz, self._dmean, self._dlog_var, self._t = buf(b, latent), buf(b, latent), buf(b, latent), buf(b, latent)
+        self._a2, self._dg = buf(b, hidden2), buf(b, hidden2)
+        self._out, self._rec = buf(b, input_dim), buf(b, input_dim)
+        self._ensure_grads()
+
+    def _ensure_grads(self) -> None:
+        """Allocate each parameter's ``.grad`` where there is none (new, or after ``zero_grad(set_to_none=True)``)."""
+        for layer in self.layers:
+            for p in (layer.weight, layer.bias):
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, prior_mean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Loss of the batch (0-dim tensor, as :func:`vae_loss`); its gradient goes to each ``.grad``.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, D), B <= batch_size, rows contiguous
+        prior_mean : torch.Tensor, shape (B, d)
+        noise : torch.Tensor, shape (B, d)
+        """
+        self._ensure_grads()
+        (l1, lm, lv, l2, l3) = self.layers
+        w = self.kl_weight
+        n = x.shape[0]
+        a1, dh = self._a1[:n], self._dh[:n]
+        mean, log_var, std, z = self._mean[:n], self._log_var[:n], self._std[:n], self._z[:n]
+        dz, dmean, dlog_var, t = self._dz[:n], self._dmean[:n], self._dlog_var[:n], self._t[:n]
+        a2, dg, out, rec = self._a2[:n], self._dg[:n], self._out[:n], self._rec[:n]
+        # forward
+        h = torch.addmm(l1.bias, x, l1.weight.t(), out=a1).relu_()
+        torch.addmm(lm.bias, h, lm.weight.t(), out=mean)
+        torch.addmm(lv.bias, h, lv.weight.t(), out=log_var)
+        torch.mul(log_var, 0.5, out=std).exp_()
+        torch.addcmul(mean, std, noise, out=z)
+        g = torch.addmm(l2.bias, z, l2.weight.t(), out=a2).relu_()
+        # reconstruction and r = -dL/do, whose sign the products below take back
+        if self.bce:
+            # -o straight from the product; sigmoid(-o) = 1 - sigmoid(o); BCE(o, x) = -log sigmoid(-o) - o x
+            neg = torch.addmm(l3.bias, g, l3.weight.t(), beta=-1.0, alpha=-1.0, out=out)
+            loss = torch.dot(neg.view(-1), x.reshape(-1))  # -o . x
+            sig = torch.sigmoid(neg, out=neg).clamp_min_(_TINY)
+            loss.sub_(torch.log(sig, out=rec).sum())
+            r = sig.add_(x).sub_(1.0)  # x - sigmoid(o)
+        else:
+            o = torch.addmm(l3.bias, g, l3.weight.t(), out=out)
+            r = torch.sub(x, o, out=rec)
+            loss = torch.dot(r.view(-1), r.view(-1))
+            r.mul_(2.0)
+        # KL(N(mean, std^2) || N(m, 1)) summed: 0.5 (sum std^2 + sum (mean - m)^2 - n d - sum log_var)
+        torch.sub(mean, prior_mean, out=dmean)  # mean - m, reused in the gradient
+        sq = torch.mul(std, std, out=t)  # exp(log_var)
+        kl = sq.sum().add_(torch.dot(dmean.view(-1), dmean.view(-1))).sub_(log_var.sum()).sub_(float(dmean.numel()))
+        loss.add_(kl, alpha=0.5 * w)
+        # decoder backward (dL/do = -r)
+        torch.addmm(l3.weight.grad, r.t(), g, beta=0.0, alpha=-1.0, out=l3.weight.grad)
+        torch.sum(r, 0, out=l3.bias.grad).neg_()
+        torch.addmm(dg, r, l3.weight, beta=0.0, alpha=-1.0, out=dg)
+        torch.ops.aten.threshold_backward.grad_input(dg, g, 0, grad_input=dg)
+        torch.mm(dg.t(), z, out=l2.weight.grad)
+        torch.sum(dg, 0, out=l2.bias.grad)
+        torch.mm(dg, l2.weight, out=dz)
+        # latent: dL/dmean = dz + w (mean - m); dL/dlog_var = 0.5 (dz eps std + w (std^2 - 1))
+        dmean.mul_(w).add_(dz)
+        torch.mul(dz, noise, out=dlog_var).mul_(std).add_(sq, alpha=w).sub_(w).mul_(0.5)
+        # encoder backward
+        torch.mm(dmean.t(), h, out=lm.weight.grad)
+        torch.sum(dmean, 0, out=lm.bias.grad)
+        torch.mm(dlog_var.t(), h, out=lv.weight.grad)
+        torch.sum(dlog_var, 0, out=lv.bias.grad)
+        torch.mm(dmean, lm.weight, out=dh).addmm_(dlog_var, lv.weight)
+        torch.ops.aten.threshold_backward.grad_input(dh, h, 0, grad_input=dh)
+        torch.mm(dh.t(), x, out=l1.weight.grad)
+        torch.sum(dh, 0, out=l1.bias.grad)
+        return loss
+
+
 def train_epochs(
     net: VAENet,
     optimizer: torch.optim.Optimizer,
@@ -140,6 +306,7 @@ def train_epochs(
     generator: torch.Generator,
     on_epoch: Callable[[int, float], None] | None = None,
     precision: str = "fp32",
+    step: str = "autograd",
 ) -> np.ndarray:
     """Train for ``epochs`` passes over shuffled mini-batches.
 
@@ -161,6 +328,9 @@ def train_epochs(
     precision : {"fp32", "bf16"}
         A resolved precision (:func:`resolve_precision`); ``"bf16"`` runs the
         forward pass under bfloat16 autocast.
+    step : {"autograd", "manual"}
+        A resolved step (:func:`resolve_step`): autograd through :func:`vae_loss`,
+        or :class:`ManualStep` (default networks in fp32 only); then Adam's step.
 
     Returns
     -------
@@ -173,6 +343,9 @@ def train_epochs(
     losses = np.empty(epochs)
     bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     total = torch.zeros((), device=device)
+    manual = ManualStep(net, bounds[0][1], kl_weight, reconstruction) if step == "manual" else None
+    if step not in ("manual", "autograd"):
+        raise ValueError(f"step should be 'manual' or 'autograd' (resolved), got {step!r}")
     net.train()
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator).to(device)
@@ -180,10 +353,13 @@ def train_epochs(
         xs, ms, ns = data.index_select(0, order), prior_mean.index_select(0, order), noise_all.index_select(0, order)
         total.zero_()
         for start, stop in bounds:
-            with autocast(precision, device):
-                loss = vae_loss(net, xs[start:stop], ms[start:stop], ns[start:stop], kl_weight, reconstruction)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if manual is not None:
+                loss = manual(xs[start:stop], ms[start:stop], ns[start:stop])
+            else:
+                with autocast(precision, device):
+                    loss = vae_loss(net, xs[start:stop], ms[start:stop], ns[start:stop], kl_weight, reconstruction)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             optimizer.step()
             total.add_(loss.detach())
         losses[epoch] = float(total) / n

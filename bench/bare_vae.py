@@ -7,12 +7,16 @@ of all points after each round, as the tutorial's run trains its VAE.
 * naive (default): the loop as one would first write it -- index every mini-batch, plain Adam,
   float32.
 * ``--tricks``: the same loop with what the VAE actor adopted (actors/vae_core.py): one gather
-  per epoch and contiguous slices, fused Adam, and bf16 autocast when ``--precision bf16``.
-  The OpenMP wait policy comes from the environment (bench/bench.py sets it as the run has it).
+  per epoch and contiguous slices, fused Adam, and the step the actor takes by default: in fp32
+  its hand-written forward and backward pass (``vae_core.ManualStep``, the very class the actor
+  runs; ``--step autograd`` for autograd instead), with ``--precision bf16`` autograd under bf16
+  autocast.  The OpenMP wait policy comes from the environment (bench/bench.py sets it as the
+  run has it).
 
 Run it in a clean process (``bench/bench.py --only speed`` does, one process per baseline):
 
-    python bench/bare_vae.py [--tricks] [--precision fp32|bf16] [--rounds 5] [--epochs 200] [--json]
+    python bench/bare_vae.py [--tricks] [--precision fp32|bf16] [--step manual|autograd] [--rounds 5] [--epochs 200]
+        [--json]
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ def bare_rounds(
     seed: int = 0,
     tricks: bool = False,
     precision: str = "fp32",
+    step: str = "manual",
 ) -> list[float]:
     """Seconds of each round (``epochs`` epochs of VAE training plus one encode), in a plain loop.
 
     Parameters
     ----------
     data : numpy.ndarray, shape (N, D), values in [0, 1]
+    step : {"manual", "autograd"}
+        With ``tricks`` in fp32: the actor's ManualStep or autograd (bf16 is always autograd).
 
     Returns
     -------
@@ -63,6 +70,18 @@ def bare_rounds(
     dec_hidden, dec_out = nn.Linear(latent, 128), nn.Linear(128, d)
     params = [p for m in (hidden, mean_head, logvar_head, dec_hidden, dec_out) for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3, fused=True) if tricks else torch.optim.Adam(params, lr=1e-3)
+    manual = None
+    if tricks and precision == "fp32" and step == "manual":
+        from actors import vae_core  # torch only: no Ray, no messages
+
+        net = vae_core.VAENet(vae_core.Encoder(d, latent), vae_core.Decoder(d, latent))
+        with torch.no_grad():  # the same weights as the layers above
+            for mine, theirs in zip(net.parameters(), params):
+                mine.copy_(theirs)
+        params = list(net.parameters())
+        hidden, mean_head = net.encoder.hidden, net.encoder.mean
+        opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+        manual = vae_core.ManualStep(net, batch_size, 1.0, "bce")
     x_all = torch.as_tensor(data, dtype=torch.float32).contiguous()
     prior = torch.zeros(n, latent)
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -81,6 +100,10 @@ def bare_rounds(
                 else:
                     idx = order[s:e]
                     x, p, eps = x_all[idx], prior[idx], noise[idx]
+                if manual is not None:
+                    manual(x, p, eps)
+                    opt.step()
+                    continue
                 with cast():
                     h = F.relu(hidden(x))
                     mu, logvar = mean_head(h).float(), logvar_head(h).float()
@@ -120,17 +143,29 @@ def main() -> None:
         "--tricks", action="store_true", help="the adopted tricks: one gather per epoch, fused Adam, --precision"
     )
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--step", choices=("manual", "autograd"), default="manual", help="the tricks loop's step in fp32"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     t0 = time.perf_counter()
     with np.load(args.npz) as f:
         images = f["images"] / 255.0
     rounds = bare_rounds(
-        images, args.rounds, args.epochs, threads=args.threads, tricks=args.tricks, precision=args.precision
+        images,
+        args.rounds,
+        args.epochs,
+        threads=args.threads,
+        tricks=args.tricks,
+        precision=args.precision,
+        step=args.step,
     )
     row = {
         "tricks": args.tricks,
         "precision": args.precision,
+        "step": ("manual" if args.precision == "fp32" and args.step == "manual" else "autograd")
+        if args.tricks
+        else "autograd",
         "threads": torch.get_num_threads(),
         "rounds_s": [round(r, 3) for r in rounds],
         "train_s": round(sum(rounds), 3),
@@ -141,7 +176,8 @@ def main() -> None:
         print(json.dumps(row))
     else:
         print(
-            f"bare torch loop ({'tricks' if args.tricks else 'naive'}, {args.precision}, {row['threads']} threads): "
+            f"bare torch loop ({'tricks' if args.tricks else 'naive'}, {args.precision}, {row['step']} step, "
+            f"{row['threads']} threads): "
             f"{row['train_s']:.2f} s for {args.rounds} x {args.epochs} epochs; rounds {row['rounds_s']}"
         )
 

@@ -205,6 +205,7 @@ def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path) -> d
         "precision": sorted(
             {u["scalars"].get("precision") for u in manifest["updates"] if "precision" in u["scalars"]}
         ),
+        "step": sorted({str(u["scalars"].get("step")) for u in manifest["updates"] if "precision" in u["scalars"]}),
     }
 
 
@@ -237,6 +238,48 @@ def _contention(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     return row
 
 
+def _bare_pairs(args: argparse.Namespace, precision: str, policy: str, rows: list[dict[str, Any]]) -> None:
+    """``--repeats`` alternating pairs (naive fp32, tricks), then (tricks, naive), ..., each loop in its own
+    clean process: the tricks' gain over naive without the CLI run."""
+    pairs = []
+    for i in range(args.repeats):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        got = {
+            t: _bare(args, t, "fp32" if not t else precision, START_ENV.get("OMP_WAIT_POLICY") if not t else policy)
+            for t in order
+        }
+        pairs.append((got[False]["train_s"], got[True]["train_s"], got[True].get("step")))
+        print(
+            json.dumps(
+                {
+                    "part": "speed",
+                    "pair": i,
+                    "naive_s": pairs[-1][0],
+                    "tricks_s": pairs[-1][1],
+                    "tricks_step": pairs[-1][2],
+                }
+            ),
+            flush=True,
+        )
+    n = f"{args.rounds} x {args.epochs} epochs"
+    rows.append(
+        {"part": "speed", "what": f"bare fp32 loop, naive ({n}, batch 500), s", **_stats([p[0] for p in pairs])}
+    )
+    rows.append(
+        {
+            "part": "speed",
+            "what": f"bare loop with the adopted tricks ({precision}, {pairs[-1][2]} step, "
+            f"OMP_WAIT_POLICY={policy}), s",
+            **_stats([p[1] for p in pairs]),
+        }
+    )
+    rows.append(
+        {"part": "speed", "what": "bare tricks / bare fp32, per pair", **_stats([p[1] / p[0] for p in pairs], 3)}
+    )
+    for row in rows[-3:]:
+        print(json.dumps(row), flush=True)
+
+
 def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """The whole tutorial run through the CLI against bare torch loops doing its VAE training, each in
     its own clean process, ``--repeats`` times in turn (bare fp32, bare with tricks, CLI run); then the
@@ -250,6 +293,9 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     data, labels = _tutorial_text_files(workdir)
     policy = START_ENV.get("OMP_WAIT_POLICY", "PASSIVE")  # what the run uses: serket-ray sets PASSIVE unless it is set
     bare, tricks, runs = [], [], []
+    if args.bare_only:
+        _bare_pairs(args, precision, policy, rows)
+        return
     for i in range(args.repeats):
         bare.append(_bare(args, False, "fp32", START_ENV.get("OMP_WAIT_POLICY")))
         tricks.append(_bare(args, True, precision, policy))
@@ -261,6 +307,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                     "repeat": i,
                     "bare_fp32_s": bare[-1]["train_s"],
                     "bare_tricks_s": tricks[-1]["train_s"],
+                    "tricks_step": tricks[-1].get("step"),
                     "whole_run_s": round(runs[-1]["whole_s"], 2),
                     "startup_s": round(runs[-1]["startup_s"], 2),
                     "shutdown_s": round(runs[-1]["shutdown_s"], 2),
@@ -276,8 +323,16 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     rows.append(
         {
             "part": "speed",
-            "what": f"bare loop with the adopted tricks ({precision}, OMP_WAIT_POLICY={policy}), s",
+            "what": f"bare loop with the adopted tricks ({precision}, {tricks[-1].get('step')} step, "
+            f"OMP_WAIT_POLICY={policy}), s",
             **_stats([t["train_s"] for t in tricks]),
+        }
+    )
+    rows.append(
+        {
+            "part": "speed",
+            "what": "bare tricks / bare fp32 (the training step's own gain)",
+            **_stats([t["train_s"] / b["train_s"] for t, b in zip(tricks, bare)], 3),
         }
     )
     rows.append(
@@ -286,6 +341,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             "what": "whole CLI run on text files, spawn to exit, s",
             **_stats([r["whole_s"] for r in runs]),
             "precision": runs[-1]["precision"],
+            "step": runs[-1]["step"],
             "accuracy": [r["accuracy"] for r in runs],
         }
     )
@@ -315,7 +371,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 "per_round_s": [round(x, 3) for x in per_round],
             }
         )
-    for row in rows[-(7 + len(runs[-1]["per_module_s"])) :]:
+    for row in rows[-(8 + len(runs[-1]["per_module_s"])) :]:
         print(json.dumps(row), flush=True)
     if args.contention_epochs:
         rows.append(_contention(args, precision))
@@ -512,6 +568,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--contention-epochs", type=int, default=40, help="speed: epochs of the loop timed beside a CPU hog (0: skip)"
+    )
+    parser.add_argument(
+        "--bare-only",
+        action="store_true",
+        help="speed: only the bare loops in alternating pairs (naive fp32, tricks), no CLI run, hog or replay",
     )
     parser.add_argument("--workdir", default="bench-out")
     parser.add_argument("--json-out", default=None)

@@ -138,3 +138,100 @@ def test_precision_is_checked_resolved_and_recorded() -> None:
     # same start, batches and noise: bf16 rounding moves the loss curve slightly, not its course
     np.testing.assert_allclose(r16["loss"], r32["loss"], rtol=0.02)
     assert not np.array_equal(r16["loss"], r32["loss"])
+
+
+def _reference_loss(net: vae_core.VAENet, x, m, eps, kl_weight: float, reconstruction: str) -> torch.Tensor:
+    """The loss written out from its definition (independent of vae_loss and ManualStep), for autograd."""
+    from torch.nn import functional as F
+
+    enc, dec = net.encoder, net.decoder
+    h = torch.relu(x @ enc.hidden.weight.T + enc.hidden.bias)
+    mean, log_var = h @ enc.mean.weight.T + enc.mean.bias, h @ enc.log_var.weight.T + enc.log_var.bias
+    z = mean + torch.exp(log_var / 2) * eps
+    o = torch.relu(z @ dec.hidden.weight.T + dec.hidden.bias) @ dec.out.weight.T + dec.out.bias
+    if reconstruction == "bce":
+        rec = (F.softplus(o) - o * x).sum()
+    else:
+        rec = ((o - x) ** 2).sum()
+    return rec + kl_weight * 0.5 * (log_var.exp() + (mean - m) ** 2 - 1 - log_var).sum()
+
+
+@pytest.mark.parametrize("reconstruction", ["bce", "mse"])
+def test_manual_step_gives_autograds_loss_and_gradients(reconstruction: str) -> None:
+    gen = torch.Generator().manual_seed(7)
+    for dtype, rtol in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
+        torch.manual_seed(3)
+        net = vae_core.VAENet(vae_core.Encoder(30, 5, 16), vae_core.Decoder(30, 5, 16)).to(dtype)
+        # 37 rows into buffers for 50: the last, shorter batch of an epoch
+        x = torch.rand(37, 30, generator=gen, dtype=dtype)
+        m = 2 * torch.randn(37, 5, generator=gen, dtype=dtype)
+        eps = torch.randn(37, 5, generator=gen, dtype=dtype)
+        want = _reference_loss(net, x, m, eps, 0.7, reconstruction)
+        want.backward()
+        want_grads = [p.grad.clone() for p in net.parameters()]
+        net.zero_grad(set_to_none=True)
+        step = vae_core.ManualStep(net, 50, 0.7, reconstruction)
+        for _ in range(2):  # gradients are overwritten, not accumulated
+            got = step(x, m, eps)
+        assert float(got) == pytest.approx(want.item(), rel=rtol)
+        for (name, p), g in zip(net.named_parameters(), want_grads):
+            np.testing.assert_allclose(
+                p.grad.numpy(), g.numpy(), rtol=rtol, atol=rtol * float(g.abs().max()), err_msg=name
+            )
+        if dtype == torch.float32:  # and vae_loss, the autograd path's own loss, agrees
+            assert float(got) == pytest.approx(vae_core.vae_loss(net, x, m, eps, 0.7, reconstruction).item(), rel=rtol)
+
+
+def test_manual_step_trains_as_autograd_and_is_deterministic() -> None:
+    from orchestrator.data import default_digits
+
+    x = torch.as_tensor(default_digits()[0][:300], dtype=torch.float32)
+    mu = torch.randn(300, 4, generator=torch.Generator().manual_seed(1))
+
+    def train(step: str, reconstruction: str) -> tuple[np.ndarray, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        net = vae_core.VAENet(vae_core.Encoder(64, 4), vae_core.Decoder(64, 4))
+        opt = vae_core.make_optimizer(net.parameters(), 1e-3)
+        losses = vae_core.train_epochs(
+            net, opt, x, mu, 6, 128, 0.5, reconstruction, torch.Generator().manual_seed(5), step=step
+        )
+        return losses, [p.detach().clone() for p in net.parameters()]
+
+    for reconstruction in ("bce", "mse"):
+        manual, manual_w = train("manual", reconstruction)
+        auto, auto_w = train("autograd", reconstruction)
+        np.testing.assert_allclose(manual, auto, rtol=1e-5)
+        assert manual[-1] < manual[0]
+        for a, b in zip(manual_w, auto_w):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+        again, again_w = train("manual", reconstruction)
+        np.testing.assert_array_equal(again, manual)
+        assert all(torch.equal(a, b) for a, b in zip(again_w, manual_w))
+
+
+def test_step_is_checked_resolved_and_recorded() -> None:
+    from actors import VAE
+    from messages.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="step should be one of"):
+        VAEConfig(step="jit")
+    with pytest.raises(ConfigError, match="step='manual' trains in fp32"):
+        VAEConfig(step="manual", precision="bf16")
+    with pytest.raises(ConfigError, match="step='manual' needs the default encoder and decoder"):
+        VAE(3, step="manual", decoder=nn.Sequential(nn.Linear(3, 64)))
+    obs = _digits()
+    _, _, auto = _worker(2, epochs=3, precision="fp32").update(0, obs)
+    _, _, grad = _worker(2, epochs=3, step="autograd").update(0, obs)
+    _, _, bf16 = _worker(2, epochs=3, precision="bf16").update(0, obs)
+    assert (auto["step"], grad["step"], bf16["step"]) == ("manual", "autograd", "autograd")
+    np.testing.assert_allclose(auto["loss"], grad["loss"], rtol=1e-5)
+    custom = VAEWorker(
+        VAEConfig(latent_dim=4, epochs=2, batch_size=64),
+        "vae",
+        "gmm",
+        "obs",
+        np.random.SeedSequence(0),
+        decoder=nn.Sequential(nn.Linear(4, 64)),
+        num_threads=1,
+    )
+    assert custom.update(0, obs)[2]["step"] == "autograd"
