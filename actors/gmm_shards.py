@@ -34,7 +34,6 @@ from actors.seeding import numpy_generator
 from actors.shard_core import (
     BLOCK,
     Shards,
-    block_starts,
     block_uniforms,
     fixed_sum,
     from_fixed,
@@ -289,7 +288,10 @@ class ShardedGMM:
         rows = np.concatenate(shards.map("sample_rows", stride))
         labels = gmm_core.kmeans_plus_plus(rows, k, self.rng)
         centres = np.array(
-            [rows[labels == j].mean(axis=0) if (labels == j).any() else rows[self.rng.integers(len(rows))] for j in range(k)]
+            [
+                rows[labels == j].mean(axis=0) if (labels == j).any() else rows[self.rng.integers(len(rows))]
+                for j in range(k)
+            ]
         )
         shards.map("init_labels", centres, round)
 
@@ -357,13 +359,8 @@ class ShardedGMM:
         }
 
 
-def local_shards(
-    x: np.ndarray, n_shards: int, n_classes: int, key: np.ndarray, block: int = BLOCK
-) -> list[GMMShard]:
+def local_shards(x: np.ndarray, n_shards: int, n_classes: int, key: np.ndarray, block: int = BLOCK) -> list[GMMShard]:
     """Cut the latents (N, d) into ``n_shards`` :class:`GMMShard` objects in this process."""
     from actors.shard_core import shard_ranges
 
     return [GMMShard(x[a:b], a, n_classes, key, block) for a, b in shard_ranges(x.shape[0], n_shards, block)]
-
-
-__all__ = ["INIT_SAMPLE", "GMMShard", "ShardedGMM", "block_starts", "local_shards", "posterior_from_stats"]

@@ -131,7 +131,7 @@ class MMShard:
 
     def transfer(self, trans: np.ndarray, pi0: np.ndarray) -> None:
         """Pass 1: each block's rescaled transfer product and its log scale, all blocks at once."""
-        k, eb, starts = self.k, self.eb, self.starts
+        eb, starts = self.eb, self.starts
         s = trans[None, :, :] * eb[:, 0, None, :]
         hit = starts[:, 0]
         if hit.any():
@@ -221,9 +221,7 @@ class ShardedFB:
         self.pair_counts, self.first, self.log_likelihood = pair_counts, first, log_likelihood
 
 
-def sharded_forward_backward(
-    shards: Shards, trans: np.ndarray, initial: np.ndarray | None, n: int
-) -> ShardedFB:
+def sharded_forward_backward(shards: Shards, trans: np.ndarray, initial: np.ndarray | None, n: int) -> ShardedFB:
     """Pass 1 on all shards, the two chains shard by shard, pass 3 on all shards; reduced counts.
 
     Parameters

@@ -54,15 +54,12 @@ def shard_ranges(n: int, n_shards: int, block: int = BLOCK) -> list[tuple[int, i
     """
     n_blocks = -(-n // block)
     if n_shards < 1 or n_shards > max(n_blocks, 1):
-        raise ValueError(f"shards should be between 1 and the number of {block}-point blocks {n_blocks}, got {n_shards}")
+        raise ValueError(
+            f"shards should be between 1 and the number of {block}-point blocks {n_blocks}, got {n_shards}"
+        )
     cuts = [len(part) for part in np.array_split(np.arange(n_blocks), n_shards)]
     bounds = np.concatenate(([0], np.cumsum(cuts))) * block
     return [(int(bounds[i]), int(min(bounds[i + 1], n))) for i in range(n_shards)]
-
-
-def block_starts(start: int, stop: int, block: int = BLOCK) -> range:
-    """Global first index of every block in [start, stop) (``start`` a multiple of ``block``)."""
-    return range(start, stop, block)
 
 
 def philox_key(seed: np.random.SeedSequence) -> np.ndarray:
