@@ -48,10 +48,10 @@ from actors.shard_core import Shards, fixed_sum, from_fixed, grid_exponent, to_f
 log = logging.getLogger(__name__)
 
 #: Points per forward-backward block (divides actors.shard_core.BLOCK, so shard boundaries fall on block boundaries).
-FB_BLOCK = 1024
+FB_BLOCK = 256
 #: Blocks per matrix product: every (blocks, K) x (K, K) product is made in groups of this many blocks, so each
 #: BLAS call has the same shape whatever S is (BLAS may round a row differently in a differently shaped call).
-GROUP = 4
+GROUP = 16
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

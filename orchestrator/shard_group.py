@@ -52,6 +52,12 @@ class GMMShardActor(GMMShard):
     def ready(self) -> bool:
         return True
 
+    def node(self) -> str:
+        """Id of the Ray node this shard runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
 
 class MMShardActor(MMShard):
     """:class:`MMShard` plus what a shard's process reports about itself."""
@@ -102,10 +108,11 @@ class ShardedPipeline:
 
     Parameters
     ----------
-    data : sequence of ray.ObjectRef
-        One reference per shard to its latents (n_i, d), in global order, made on
-        (or put once for) the shard's node; shard i must hold the points
-        ``shard_ranges(n, S)[i]``.
+    data : sequence of ray.ObjectRef, or (callable, int)
+        One reference per shard to its latents (n_i, d), in global order, put once
+        for the shard; shard i must hold the points ``shard_ranges(n, S)[i]``.  Or
+        ``(make, S)``: ``make(start, stop) -> (n_i, d)`` runs as a task in shard
+        i's bundle, so its rows are made on the shard's node and never pass the driver.
     n : int
         Total points N.
     gmm_config, mm_config : GMMConfig, MMConfig
@@ -132,7 +139,8 @@ class ShardedPipeline:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        n_shards = len(data)
+        make = data[0] if len(data) == 2 and callable(data[0]) else None
+        n_shards = int(data[1]) if make is not None else len(data)
         self.n, self.ranges = n, shard_ranges(n, n_shards)
         bundle = bundle or {"CPU": 1.0}
         self.pg = placement_group([dict(bundle)] * n_shards, strategy=strategy)
@@ -142,15 +150,21 @@ class ShardedPipeline:
         starts = sequence_starts(lengths, n)
         half = {key: value / 2 for key, value in bundle.items()}
         gmm_actors, mm_actors = [], []
-        for i, (ref, (a, b)) in enumerate(zip(data, self.ranges, strict=True)):
+        for i, (a, b) in enumerate(self.ranges):
             where = PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)
+            if make is None:
+                ref = data[i]
+            else:
+                ref = ray.remote(make).options(num_cpus=0, scheduling_strategy=where).remote(a, b)
             opts = {
                 "num_cpus": half.get("CPU", 0.5),
                 "resources": {k: v for k, v in half.items() if k not in ("CPU", "GPU")},
                 "scheduling_strategy": where,
                 "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}},
             }
-            gmm_actors.append(ray.remote(GMMShardActor).options(**opts).remote(ref, a, gmm_config.n_components, self.gmm.key))
+            gmm_actors.append(
+                ray.remote(GMMShardActor).options(**opts).remote(ref, a, gmm_config.n_components, self.gmm.key)
+            )
             mm_actors.append(ray.remote(MMShardActor).options(**opts).remote(a, starts[a:b]))
         self.gmm_shards, self.mm_shards = RayShards(gmm_actors), RayShards(mm_actors)
         ray.get([g.ready.remote() for g in gmm_actors])
@@ -191,6 +205,12 @@ class ShardedPipeline:
             "gmm": ray.get([a.peak_rss.remote() for a in self.gmm_shards.actors]),
             "mm": ray.get([a.peak_rss.remote() for a in self.mm_shards.actors]),
         }
+
+    def nodes(self) -> list[str]:
+        """The Ray node id of every GMM shard actor (its MM shard shares the bundle)."""
+        import ray
+
+        return ray.get([a.node.remote() for a in self.gmm_shards.actors])
 
     def labels(self) -> np.ndarray:
         """Every point's label, gathered (tests only: this is what a run never does)."""
