@@ -89,6 +89,10 @@ def driver(address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: in
                     "mm_iterations": out["mm"]["iterations"],
                     "driver_received": out["driver_received"],
                     "driver_sent": out["driver_sent"],
+                    "gmm_cpu": out["gmm_cpu"],
+                    "mm_cpu": out["mm_cpu"],
+                    "driver_gmm_cpu": out["driver_gmm_cpu"],
+                    "driver_mm_cpu": out["driver_mm_cpu"],
                 }
             )
         digest = hashlib.sha256()
@@ -178,27 +182,33 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
             pass
 
 
+def critical_cpu(last: dict[str, Any]) -> float:
+    """CPU seconds on the critical path of a round: the busiest shard's plus the driver's (GMM and MM in turn)."""
+    return max(last["gmm_cpu"]) + last["driver_gmm_cpu"] + max(last["mm_cpu"]) + last["driver_mm_cpu"]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     base = {(r["n"], r["repeat"]): r for r in rows if r["shards"] == 1}
     head = (
-        "| N | S | repeat | GMM s | MM s | GMM+MM s | speed-up vs S=1 | driver recv / sent per round "
-        "| peak RSS per actor (max) | driver peak RSS | same bytes as S=1 |"
+        "| N | S | repeat | GMM s | MM s | GMM+MM s | speed-up (wall) | shard CPU s GMM / MM (max) | driver CPU s "
+        "| speed-up (critical-path CPU) | driver recv / sent per round | peak RSS per actor (max) | driver peak RSS "
+        "| same bytes as S=1 |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         last = r["rounds"][-1]
         total = last["gmm_seconds"] + last["mm_seconds"]
         one = base.get((r["n"], r["repeat"]))
-        speed = (
-            ""
-            if one is None
-            else f"{(one['rounds'][-1]['gmm_seconds'] + one['rounds'][-1]['mm_seconds']) / total:.2f}x"
-        )
+        one_last = None if one is None else one["rounds"][-1]
+        speed = "" if one_last is None else f"{(one_last['gmm_seconds'] + one_last['mm_seconds']) / total:.2f}x"
+        cpu_speed = "" if one_last is None else f"{critical_cpu(one_last) / critical_cpu(last):.2f}x"
         same = "" if one is None else str(one["sha256"] == r["sha256"])
+        shard_cpu = f"{max(last['gmm_cpu']):.2f} / {max(last['mm_cpu']):.2f}"
+        driver_cpu = f"{last['driver_gmm_cpu'] + last['driver_mm_cpu']:.2f}"
         rss = max(r["actor_peak_rss"]["gmm"] + r["actor_peak_rss"]["mm"]) / 2**20
         lines.append(
             f"| {r['n']:,} | {r['shards']} | {r['repeat']} | {last['gmm_seconds']:.2f} | {last['mm_seconds']:.2f} | "
-            f"{total:.2f} | {speed} | "
+            f"{total:.2f} | {speed} | {shard_cpu} | {driver_cpu} | {cpu_speed} | "
             f"{last['driver_received'] / 1024:.0f} KiB / {last['driver_sent'] / 1024:.0f} KiB | "
             f"{rss:.0f} MiB | {r['driver_peak_rss'] / 2**20:.0f} MiB | {same} |"
         )
@@ -226,6 +236,8 @@ def main() -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     (tmp / "auth_token").write_text(secrets.token_hex(32) + "\n")
     os.chmod(tmp / "auth_token", 0o600)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the nodes are stopped (finally below)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     address, procs = start_cluster(tmp, env)
     rows: list[dict[str, Any]] = []
     try:

@@ -43,11 +43,20 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class GMMShardActor(GMMShard):
     """:class:`GMMShard` plus what a shard's process reports about itself."""
 
     def peak_rss(self) -> int:
         return peak_rss_bytes()
+
+    def cpu(self) -> float:
+        return cpu_seconds()
 
     def ready(self) -> bool:
         return True
@@ -64,6 +73,9 @@ class MMShardActor(MMShard):
 
     def peak_rss(self) -> int:
         return peak_rss_bytes()
+
+    def cpu(self) -> float:
+        return cpu_seconds()
 
 
 class RayShards:
@@ -176,19 +188,34 @@ class ShardedPipeline:
         -------
         dict
             ``gmm`` and ``mm`` (their coordinators' reduced reports), ``gmm_seconds``, ``mm_seconds``,
-            ``driver_received`` and ``driver_sent`` (pickled bytes this round).
+            ``driver_received`` and ``driver_sent`` (pickled bytes this round), ``gmm_cpu`` and ``mm_cpu``
+            (CPU seconds of each shard actor in its update), ``driver_gmm_cpu`` and ``driver_mm_cpu``
+            (the driver's, i.e. the coordinators' and Ray client's, CPU seconds in each update).
         """
+        import ray
+
         g, m = self.gmm_shards, self.mm_shards
         before = (g.received + m.received, g.sent + m.sent)
+        cpu0 = ray.get([a.cpu.remote() for a in g.actors + m.actors])
+        d0 = cpu_seconds()
         t0 = time.perf_counter()
         gmm = self.gmm.update(g, self.n, round)
         t1 = time.perf_counter()
+        d1 = cpu_seconds()
+        cpu1 = ray.get([a.cpu.remote() for a in g.actors + m.actors])
         # shard to shard: each MM actor resolves its GMM actor's posteriors itself
         m.map("load", per_shard=[(a.posteriors.remote(),) for a in g.actors])
         mm = self.mm.update(m, self.n, round)
         g.map("set_prior", per_shard=[(a.message.remote(),) for a in m.actors])
         t2 = time.perf_counter()
+        d2 = cpu_seconds()
+        cpu2 = ray.get([a.cpu.remote() for a in g.actors + m.actors])
+        n_shards = g.n_shards
         return {
+            "gmm_cpu": [b - a for a, b in zip(cpu0[:n_shards], cpu1[:n_shards], strict=True)],
+            "mm_cpu": [b - a for a, b in zip(cpu1[n_shards:], cpu2[n_shards:], strict=True)],
+            "driver_gmm_cpu": d1 - d0,
+            "driver_mm_cpu": d2 - d1,
             "gmm": gmm,
             "mm": mm,
             "gmm_seconds": t1 - t0,
