@@ -43,3 +43,16 @@ def test_ray_shard_groups_equal_the_in_process_run(ray_session) -> None:
         assert all(v > 0 for v in pipe.peak_rss()["gmm"])
     finally:
         pipe.close()
+
+
+def test_shards_key_in_resources_is_one_or_a_clear_error() -> None:
+    import pytest
+
+    from messages.errors import ConfigError
+    from orchestrator.executor import actor_options
+
+    assert actor_options({"num_cpus": 1, "shards": 1}) == actor_options({"num_cpus": 1}) == {"num_cpus": 1}
+    with pytest.raises(ConfigError, match="'shards': 4 is not wired into a whole run yet"):
+        actor_options({"shards": 4})
+    with pytest.raises(ConfigError, match="'shards' should be a positive integer, got 0"):
+        actor_options({"shards": 0})
