@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from actors.gmm_shards import GMMShard, posterior_from_stats
+
 ROOT = Path(__file__).resolve().parents[1]
 D, K, SEED = 18, 10, 0
 
@@ -113,6 +115,57 @@ def driver(address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: in
         "sha256": digest.hexdigest(),
         "sizes": out["gmm"]["sizes"].tolist(),
         "nodes": nodes,
+    }
+
+
+def micro(n: int, repeats: int = 3) -> dict[str, float]:
+    """CPU seconds (process_time, robust to other jobs' load) of one shard's pieces on ``n`` points, no Ray.
+
+    Returns the per-point cost of a GMM sweep on the shard and of the MM's
+    per-shard passes (transfer product + smoothing), and the per-block cost of
+    the sequential chain (forward + backward), each the minimum over ``repeats``.
+    """
+    from actors import gmm_core
+    from actors.mm_shards import FB_BLOCK, MMShard
+    from actors.shard_core import philox_key
+
+    x = synthetic(0, n)
+    shard = GMMShard(x, 0, K, philox_key(np.random.SeedSequence(SEED)))
+    shard.init_labels(np.random.default_rng(0).normal(0.0, 4.0, (K, D)), 1)
+    prior = gmm_core.default_prior(x)
+    stats = shard.class_stats(np.zeros((K, D)), 0, 0)  # grids do not matter for the timing
+    post = posterior_from_stats(prior, stats, np.zeros((K, D)), 0, 0)
+    means, prec = gmm_core.sample_parameters(post, np.random.default_rng(1))
+    log_pi = np.log(np.full(K, 1.0 / K))
+    sweep, passes, chain = [], [], []
+    for i in range(repeats):
+        t = time.process_time()
+        shard.sweep(1, i, means, prec, log_pi, True, 20, 10)
+        sweep.append(time.process_time() - t)
+    shard.finish(means, prec, repeats)
+    trans = np.full((K, K), 0.02)
+    trans[np.arange(K), (np.arange(K) + 1) % K] = 0.82
+    trans /= trans.sum(axis=1, keepdims=True)
+    pi0 = np.full(K, 1.0 / K)
+    mm = MMShard(0, np.arange(n) == 0)
+    mm.load(shard.posteriors())
+    for _ in range(repeats):
+        t = time.process_time()
+        mm.transfer(trans, pi0)
+        t1 = time.process_time()
+        mm.chain_forward(pi0, 0.0)
+        mm.chain_backward(np.ones(K))
+        t2 = time.process_time()
+        mm.smooth(trans, pi0, 20)
+        t3 = time.process_time()
+        passes.append((t1 - t) + (t3 - t2))
+        chain.append(t2 - t1)
+    return {
+        "n": n,
+        "gmm_sweep_us_per_point": min(sweep) / n * 1e6,
+        "mm_shard_passes_us_per_point": min(passes) / n * 1e6,
+        "mm_chain_us_per_block": min(chain) / mm.nb * 1e6,
+        "fb_block": FB_BLOCK,
     }
 
 
@@ -225,7 +278,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", dest="json_out")
     parser.add_argument("--driver", help=argparse.SUPPRESS)  # ADDRESS,N,S: run one configuration here
+    parser.add_argument("--micro", help="per-shard CPU costs on these shard sizes (no Ray), e.g. 150000,500000")
     args = parser.parse_args()
+    if args.micro:
+        for n in args.micro.split(","):
+            print(json.dumps(micro(int(n))))
+        return
     if args.driver:
         address, n, s = args.driver.split(",")
         print(json.dumps(driver(address, int(n), int(s), args.sweeps, args.em, args.rounds)))
