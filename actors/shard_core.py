@@ -17,8 +17,8 @@ of S:
   shard added which blocks, and only S small arrays (not one per block) reach
   the coordinator.  The grid is chosen from a bound on the total
   (:func:`grid_exponent`) so that the total stays below 2**62; the rounding
-  then costs at most ``n_blocks * 2**-(e+1)`` per entry, about 1e-14 of the
-  bound at a million points, less than a float64 sum's own rounding error.
+  then costs at most ``n_blocks * 2**-(e+1)`` per entry, ``n_blocks * 2**-61``
+  of the bound (1e-16 at a million points).
 
 :class:`LocalShards` runs S shard objects in this process (tests, and S = 1
 without Ray); ``orchestrator/shard_group.py`` runs the same objects as Ray

@@ -157,3 +157,39 @@ def test_shard_layout_errors_name_what_was_wrong() -> None:
         GMMShard(np.zeros((5, 2)), 10, 2, np.zeros(2, np.uint64))
     with pytest.raises(ValueError, match="sharded MarkovModel runs counts='pairwise' or 'expected'"):
         ShardedMM(MMConfig(counts="sampled"), False)
+
+
+class _Counting(LocalShards):
+    """LocalShards that counts the pickled bytes of every answer (what a driver would receive)."""
+
+    received = 0
+
+    def _count(self, results: list) -> list:
+        import pickle
+
+        self.received += sum(len(pickle.dumps(r, protocol=5)) for r in results)
+        return results
+
+    def map(self, method: str, *args: object, per_shard: list | None = None) -> list:
+        return self._count(super().map(method, *args, per_shard=per_shard))
+
+    def call(self, index: int, method: str, *args: object) -> object:
+        return self._count([super().call(index, method, *args)])[0]
+
+
+def test_what_reaches_the_coordinator_does_not_grow_with_n() -> None:
+    received = []
+    for n in (2 * BLOCK, 6 * BLOCK):
+        x = _latents(n)
+        gmm = ShardedGMM(GMMConfig(n_components=K, n_sweeps=3), np.random.SeedSequence(1))
+        mm = ShardedMM(MMConfig(em_iterations=2, em_tolerance=0.0), False)  # a fixed number of passes
+        g = _Counting(local_shards(x, 2, K, gmm.key))
+        m = _Counting(local_mm_shards(shard_ranges(n, 2), None, n))
+        gmm.update(g, n, 1)
+        before = g.received
+        gmm.update(g, n, 2)
+        m.map("load", per_shard=[(s.posteriors(),) for s in g.shards])
+        mm.update(m, n, 2)
+        received.append((g.received - before, m.received))
+    assert received[0] == received[1]
+    assert received[0][0] < 3 * 2 * 6 * K * D * D * 8  # a few (K, d, d) int64 arrays per shard and call
