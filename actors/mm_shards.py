@@ -6,20 +6,23 @@ piece of a long one.  :func:`actors.mm_core.forward_backward` already works on
 blocks of :data:`FB_BLOCK` points in three passes, and the sharded pass splits
 exactly along them:
 
-1. every shard builds the transfer product of each of its blocks
-   (:meth:`MMShard.transfer`), all blocks at once;
-2. the blocks are chained in global order: the filtered vector (the alpha
-   message, K numbers and the running log-likelihood) is handed from shard to
-   shard forwards (:meth:`MMShard.chain_forward`), the beta message backwards
-   (:meth:`MMShard.chain_backward`); each hop is K floats, and the arithmetic is
-   the same sequence of steps as on one process, so the result has the same bits
-   whatever S is;
-3. every shard runs its blocks' own forward and backward recursions from the
-   vectors it was handed and sums its pairwise marginals per block
-   (:meth:`MMShard.smooth`); the pair of a block's first point with the point
-   before uses the incoming filtered vector, so no pair across a shard boundary
-   is lost.
+1. every shard builds the transfer product of each of its blocks, all blocks
+   at once, and composes the products of every :data:`GROUP` consecutive
+   blocks (a super-block of 4096 points, which no shard boundary splits) in a
+   fixed order (:meth:`MMShard.transfer`);
+2. the super-blocks are chained in global order: the filtered vector (the
+   alpha message, K numbers, and the running log-likelihood) is handed from
+   shard to shard forwards (:meth:`MMShard.chain_forward`), the beta message
+   backwards (:meth:`MMShard.chain_backward`); each hop is K floats and the
+   serial work is one vector-matrix step per super-block;
+3. every shard expands its super-blocks' vectors to its blocks, runs every
+   block's own forward and backward recursions and sums its pairwise
+   marginals per block (:meth:`MMShard.smooth`); the pair of a block's first
+   point with the point before uses the incoming filtered vector, so no pair
+   across a block or shard boundary is lost.
 
+Every step's arithmetic depends only on the global block layout, never on
+which shard holds a block, so the result has the same bits whatever S is.
 So a sequence cut by a shard boundary is treated exactly: it is one pass over
 the whole sequence.  Sequence starts (hmmlearn's ``lengths``) reset the chain
 to the initial distribution as in mm_core.  Pair counts and the sums of the
@@ -148,26 +151,52 @@ class MMShard:
             m = s.max(axis=(1, 2))
             s /= m[:, None, None]
             log_scale += np.log(m)
-        self.s, self.log_scale = s, log_scale
+        self.s = s
+        # Each group of GROUP blocks (a super-block, never split by a shard) composed in a fixed order, so that
+        # the serial chain across shards has one step per super-block instead of one per block.
+        sg = s.reshape(-1, GROUP, self.k, self.k)
+        prod = sg[:, 0].copy()
+        log_prod = log_scale.reshape(-1, GROUP).sum(axis=1) + self.shift_sums.reshape(-1, GROUP).sum(axis=1)
+        for j in range(1, GROUP):
+            prod = np.matmul(prod, sg[:, j])  # one same-shaped (K, K) product per super-block
+            m = prod.max(axis=(1, 2))
+            prod /= m[:, None, None]
+            log_prod += np.log(m)
+        self.prod, self.log_prod = prod, log_prod
 
     def chain_forward(self, a: np.ndarray, log_z: float) -> tuple[np.ndarray, float]:
         """Pass 2, forwards: take the filtered vector (K,) and log-likelihood so far, return them after this shard."""
-        self.incoming = np.empty((self.nb, self.k))
-        for b in range(self.nb):
-            self.incoming[b] = a
-            v = a @ self.s[b]
+        self.incoming_g = np.empty((self.prod.shape[0], self.k))
+        for g in range(self.prod.shape[0]):
+            self.incoming_g[g] = a
+            v = a @ self.prod[g]
             total = v.sum()
-            log_z = log_z + float(np.log(total)) + float(self.log_scale[b]) + float(self.shift_sums[b])
+            log_z = log_z + float(np.log(total)) + float(self.log_prod[g])
             a = v / total
         return a, log_z
 
     def chain_backward(self, w: np.ndarray) -> np.ndarray:
         """Pass 2, backwards: take the beta message (K,) after this shard, return it before this shard."""
-        self.outgoing = np.empty((self.nb, self.k))
-        for b in range(self.nb - 1, -1, -1):
-            self.outgoing[b] = w
-            w = _normalise(self.s[b] @ w)
+        self.outgoing_g = np.empty((self.prod.shape[0], self.k))
+        for g in range(self.prod.shape[0] - 1, -1, -1):
+            self.outgoing_g[g] = w
+            w = _normalise(self.prod[g] @ w)
         return w
+
+    def _expand(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every block's incoming filtered vector and outgoing beta, (nb, K) each, from its super-block's."""
+        sg = self.s.reshape(-1, GROUP, self.k, self.k)
+        incoming = np.empty((sg.shape[0], GROUP, self.k))
+        outgoing = np.empty_like(incoming)
+        a = self.incoming_g
+        for j in range(GROUP):
+            incoming[:, j] = a
+            a = _normalise(np.matmul(a[:, None, :], sg[:, j])[:, 0])
+        w = self.outgoing_g
+        for j in range(GROUP - 1, -1, -1):
+            outgoing[:, j] = w
+            w = _normalise(np.matmul(sg[:, j], w[:, :, None])[:, :, 0])
+        return incoming.reshape(-1, self.k), outgoing.reshape(-1, self.k)
 
     def smooth(self, trans: np.ndarray, pi0: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndarray]:
         """Pass 3: every block's recursions; keeps prior and posterior (n, K).
@@ -178,6 +207,7 @@ class MMShard:
         first : numpy.ndarray, shape (K,), int64 fixed point: sum of the posterior at sequence starts
         """
         nb, k, L, eb, starts = self.nb, self.k, self.block, self.eb, self.starts
+        self.incoming, self.outgoing = self._expand()
         pred = np.empty((nb, L, k))
         alpha = self.incoming
         for i in range(L):
