@@ -76,7 +76,7 @@ def bare_rounds(
 
         net = vae_core.VAENet(vae_core.Encoder(d, latent), vae_core.Decoder(d, latent))
         with torch.no_grad():  # the same weights as the layers above
-            for mine, theirs in zip(net.parameters(), params):
+            for mine, theirs in zip(net.parameters(), params, strict=True):
                 mine.copy_(theirs)
         params = list(net.parameters())
         hidden, mean_head = net.encoder.hidden, net.encoder.mean

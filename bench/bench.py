@@ -5,6 +5,7 @@ against a bare torch loop timed in the same command, GMM/MM scaling in N, and th
     python bench/bench.py --only speed,scaling  # parts: accuracy, speed, scaling, chain
     python bench/bench.py --only chain --seeds 0-2  # random Markov chain over digits (not in the default)
     python bench/bench.py --only chains         # every chain kind x seed x variant, with hmmlearn (bench/chains.py)
+    python bench/bench.py --only shards         # sharded GMM + MM, S = 1 and 2 on 2 loopback nodes (bench/shards.py)
     python bench/bench.py --seeds 0-1 --rounds 5
 
 Speed (``--only speed --repeats 3``, on a quiet machine): the bare fp32 loop, the bare loop with the
@@ -332,7 +333,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         {
             "part": "speed",
             "what": "bare tricks / bare fp32 (the training step's own gain)",
-            **_stats([t["train_s"] / b["train_s"] for t, b in zip(tricks, bare)], 3),
+            **_stats([t["train_s"] / b["train_s"] for t, b in zip(tricks, bare, strict=True)], 3),
         }
     )
     rows.append(
@@ -614,6 +615,8 @@ def main() -> None:
             fn(args, rows)
     if "chains" in parts:
         chains.part_chains(args, rows, load_mnist)
+    if "shards" in parts:  # issue 12: sharded GMM + MM on a 2-node loopback cluster, its own table
+        subprocess.run([sys.executable, str(HERE / "shards.py")], check=True)
     print(table([r for r in rows if r["part"] != "chains"]) if any(r["part"] != "chains" for r in rows) else "")
     print(chains.table(rows))
     if args.json_out:

@@ -174,7 +174,7 @@ def test_manual_step_gives_autograds_loss_and_gradients(reconstruction: str) -> 
         for _ in range(2):  # gradients are overwritten, not accumulated
             got = step(x, m, eps)
         assert float(got) == pytest.approx(want.item(), rel=rtol)
-        for (name, p), g in zip(net.named_parameters(), want_grads):
+        for (name, p), g in zip(net.named_parameters(), want_grads, strict=True):
             np.testing.assert_allclose(
                 p.grad.numpy(), g.numpy(), rtol=rtol, atol=rtol * float(g.abs().max()), err_msg=name
             )
@@ -202,11 +202,11 @@ def test_manual_step_trains_as_autograd_and_is_deterministic() -> None:
         auto, auto_w = train("autograd", reconstruction)
         np.testing.assert_allclose(manual, auto, rtol=1e-5)
         assert manual[-1] < manual[0]
-        for a, b in zip(manual_w, auto_w):
+        for a, b in zip(manual_w, auto_w, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
         again, again_w = train("manual", reconstruction)
         np.testing.assert_array_equal(again, manual)
-        assert all(torch.equal(a, b) for a, b in zip(again_w, manual_w))
+        assert all(torch.equal(a, b) for a, b in zip(again_w, manual_w, strict=True))
 
 
 def test_step_is_checked_resolved_and_recorded() -> None:

@@ -1,0 +1,366 @@
+"""The Bayesian Gaussian mixture on S shards: uncollapsed blocked Gibbs whose result does not depend on S.
+
+Given the parameters (weights, every class's mean and precision), each point's
+label is independent of the others, so a shard (:class:`GMMShard`) samples its
+own points' labels and returns the sufficient statistics of its blocks: counts,
+sums and second moments about a broadcast reference per class, each block
+rounded to a fixed-point grid and the blocks summed exactly as int64
+(:mod:`actors.shard_core`).  The coordinator (:class:`ShardedGMM`) adds the S
+totals, draws the weights and the (mean, precision) of every class from their
+conjugate posteriors with its own generator, and broadcasts them.  A point's
+label is drawn by inverting its class CDF at one uniform from a Philox counter
+keyed by (round, sweep, block), so labels, statistics and parameters are the
+same bytes for S = 1, 2, 4, ... (tests/test_shards.py).
+
+Left out on shards: the merge-and-split and sequence-guided moves
+(``mixture_moves``, ``sequence_moves``) and the chain prior (``chain_refresh``):
+the sharded sampler runs the plain sweeps only; ``init_restarts`` > 1 is not
+used either.  The k-means++ start runs on a strided sample of at most
+:data:`INIT_SAMPLE` points (chosen by global index), the only rows that ever
+leave a shard, once in the first update.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from actors import gmm_core
+from actors.config import GMMConfig
+from actors.seeding import numpy_generator
+from actors.shard_core import (
+    BLOCK,
+    Shards,
+    block_uniforms,
+    fixed_sum,
+    from_fixed,
+    grid_exponent,
+    philox_key,
+    to_fixed,
+)
+
+log = logging.getLogger(__name__)
+
+#: Most points the k-means++ start sees (a sample strided by global index).
+INIT_SAMPLE = 8192
+#: Sweep number of the Philox counter used for random initial labels (never a real sweep).
+_INIT_SWEEP = 2**32
+
+
+class GMMShard:
+    """The points of one shard, their labels and the sampler's per-point state.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, d)
+        This shard's latents, global points [start, start + n).
+    start : int
+        Global index of the first point, a multiple of ``block``.
+    n_classes : int
+    key : numpy.ndarray, shape (2,), uint64
+        The module's Philox key (the same on every shard).
+    block : int
+    """
+
+    def __init__(self, x: np.ndarray, start: int, n_classes: int, key: np.ndarray, block: int = BLOCK) -> None:
+        if start % block:
+            raise ValueError(f"a shard should start at a multiple of {block}, got {start}")
+        self.k, self.key, self.block, self.start = int(n_classes), np.asarray(key, np.uint64), int(block), int(start)
+        self.set_data(x)
+
+    def set_data(self, x: np.ndarray) -> None:
+        """New latents (n, d) for the same points (a later round's)."""
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self.labels: np.ndarray | None = getattr(self, "labels", None)
+        self.log_bias: np.ndarray | None = None
+        self.probs: np.ndarray | None = None
+        self.log_likelihood: np.ndarray | None = None
+
+    def _blocks(self) -> list[tuple[int, slice]]:
+        n = self.x.shape[0]
+        return [(self.start + i, slice(i, min(i + self.block, n))) for i in range(0, n, self.block)]
+
+    def extent(self) -> float:
+        """max |x| over this shard's points (0 when it has none)."""
+        return float(np.abs(self.x).max()) if self.x.size else 0.0
+
+    def moment_sums(self, exponent: int) -> np.ndarray:
+        """Fixed-point sum of the points, int64 (d,)."""
+        parts = [to_fixed(self.x[s].sum(axis=0), exponent) for _, s in self._blocks()]
+        return fixed_sum(parts) if parts else np.zeros(self.x.shape[1], np.int64)
+
+    def centred_moments(self, centre: np.ndarray, exponent: int) -> np.ndarray:
+        """Fixed-point sum of (x - centre)(x - centre)^T, int64 (d, d)."""
+        parts = []
+        for _, s in self._blocks():
+            c = self.x[s] - centre
+            parts.append(to_fixed(c.T @ c, exponent))
+        d = self.x.shape[1]
+        return fixed_sum(parts) if parts else np.zeros((d, d), np.int64)
+
+    def scale(self, centre: np.ndarray, spread: np.ndarray) -> None:
+        """Standardise the points in place: (x - centre) / spread."""
+        self.x = (self.x - centre) / spread
+
+    def sample_rows(self, stride: int) -> np.ndarray:
+        """The points whose global index is a multiple of ``stride``, (m, d)."""
+        first = (-self.start) % stride
+        return self.x[first::stride].copy()
+
+    def has_labels(self) -> bool:
+        return self.labels is not None and self.labels.shape[0] == self.x.shape[0]
+
+    def init_labels(self, centres: np.ndarray | None, round: int) -> None:
+        """Nearest of ``centres`` (K, d) for every point, or uniform random labels (Philox) when None."""
+        labels = np.empty(self.x.shape[0], dtype=np.int64)
+        for first, s in self._blocks():
+            xb = self.x[s]
+            if centres is None:
+                u = block_uniforms(self.key, round, _INIT_SWEEP, first, xb.shape[0])
+                labels[s] = np.minimum((u * self.k).astype(np.int64), self.k - 1)
+            else:
+                dist = (xb * xb).sum(1)[:, None] - 2.0 * xb @ centres.T + (centres * centres).sum(1)[None, :]
+                labels[s] = np.argmin(dist, axis=1)
+        self.labels = labels
+
+    def set_prior(self, probs: np.ndarray | None) -> None:
+        """The MM's message for this shard's points, (n, K) probabilities, or None."""
+        if probs is None:
+            self.log_bias = None
+            return
+        with np.errstate(divide="ignore"):
+            self.log_bias = np.log(np.maximum(probs, 1e-300))
+
+    def class_stats(self, reference: np.ndarray, e1: int, e2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-class statistics of the current labels about ``reference`` (K, d).
+
+        Returns
+        -------
+        counts : numpy.ndarray, shape (K,), int64
+        sums : numpy.ndarray, shape (K, d), int64: fixed-point sum of x - reference[k] (grid 2**-e1)
+        second : numpy.ndarray, shape (K, d, d), int64: fixed-point sum of the outer products (grid 2**-e2)
+        """
+        assert self.labels is not None
+        d = self.x.shape[1]
+        counts = np.zeros(self.k, np.int64)
+        sums = np.zeros((self.k, d), np.int64)
+        second = np.zeros((self.k, d, d), np.int64)
+        for _, s in self._blocks():
+            lab = self.labels[s]
+            cnt = np.bincount(lab, minlength=self.k)
+            order = np.argsort(lab, kind="stable")
+            bounds = np.concatenate(([0], np.cumsum(cnt)))
+            xb = self.x[s][order]
+            bs, b2 = np.zeros((self.k, d)), np.zeros((self.k, d, d))
+            for j in np.flatnonzero(cnt):  # K BLAS calls on each class's rows of the block
+                rows = xb[bounds[j] : bounds[j + 1]] - reference[j]
+                bs[j] = rows.sum(axis=0)
+                b2[j] = rows.T @ rows
+            counts += cnt
+            sums += to_fixed(bs, e1)
+            second += to_fixed(b2, e2)
+        return counts, sums, second
+
+    def _log_weights(self, s: slice, means: np.ndarray, prec_chol: np.ndarray, log_pi: np.ndarray) -> np.ndarray:
+        log_w = gmm_core.gaussian_log_likelihood(self.x[s], means, prec_chol) + log_pi[None, :]
+        if self.log_bias is not None:
+            log_w += self.log_bias[s]
+        return log_w
+
+    def sweep(
+        self,
+        round: int,
+        sweep: int,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        log_pi: np.ndarray,
+        keep: bool,
+        e1: int,
+        e2: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw every label given the parameters, add P(class) to the running average when ``keep``.
+
+        Returns :meth:`class_stats` of the new labels about ``means``.
+        """
+        assert self.labels is not None
+        if self.probs is None:
+            self.probs = np.zeros((self.x.shape[0], self.k))
+        for first, s in self._blocks():
+            p = gmm_core.normalise_log(self._log_weights(s, means, prec_chol, log_pi))
+            if keep:
+                self.probs[s] += p
+            cdf = np.cumsum(p, axis=1)
+            u = block_uniforms(self.key, round, sweep, first, p.shape[0])
+            self.labels[s] = np.minimum((u[:, None] >= cdf).sum(axis=1), self.k - 1)
+        return self.class_stats(means, e1, e2)
+
+    def finish(self, means: np.ndarray, prec_chol: np.ndarray, kept: int) -> np.ndarray:
+        """Average the kept P(class), the emissions under the point estimate; returns the assigned sizes (K,)."""
+        assert self.probs is not None
+        self.probs /= kept
+        self.log_likelihood = np.empty_like(self.probs)
+        for _, s in self._blocks():
+            self.log_likelihood[s] = gmm_core.gaussian_log_likelihood(self.x[s], means, prec_chol)
+        self.assigned = np.argmax(self.probs, axis=1)
+        return np.bincount(self.assigned, minlength=self.k)
+
+    def posteriors(self) -> tuple[np.ndarray, np.ndarray]:
+        """What goes up to the MM shard: probs and log-likelihoods, each (n, K)."""
+        assert self.probs is not None and self.log_likelihood is not None
+        return self.probs, self.log_likelihood
+
+    def result(self) -> dict[str, np.ndarray]:
+        """This shard's labels, probs and log-likelihoods (tests; never gathered in a run)."""
+        assert self.labels is not None and self.probs is not None and self.log_likelihood is not None
+        return {"labels": self.labels.copy(), "probs": self.probs.copy(), "log_likelihood": self.log_likelihood.copy()}
+
+    def reset_average(self) -> None:
+        self.probs = None
+
+
+def posterior_from_stats(
+    prior: gmm_core.NIWPrior, stats: tuple[np.ndarray, np.ndarray, np.ndarray], reference: np.ndarray, e1: int, e2: int
+) -> gmm_core.ClassPosterior:
+    """NIW posterior from reduced int64 statistics about ``reference`` (K, d)."""
+    counts = stats[0].astype(np.float64)
+    s1, s2 = from_fixed(stats[1], e1), from_fixed(stats[2], e2)
+    safe = np.maximum(counts, 1.0)[:, None]
+    sums = s1 + counts[:, None] * reference
+    xbar = np.where(counts[:, None] > 0, sums / safe, 0.0)
+    scatter = s2 - np.einsum("kd,ke->kde", s1, s1) / safe[:, :, None]
+    return gmm_core._niw_update(prior, counts, sums, xbar, scatter)
+
+
+def _reduce(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    return tuple(fixed_sum([p[i] for p in parts]) for i in range(len(parts[0])))
+
+
+class ShardedGMM:
+    """Coordinator of a sharded mixture: reduces the shards' statistics and samples the parameters.
+
+    Parameters
+    ----------
+    config : GMMConfig
+    seed : numpy.random.SeedSequence
+        The module's seed: its first child seeds the coordinator's generator, its
+        second the shards' Philox key (:attr:`key`).
+    """
+
+    def __init__(self, config: GMMConfig, seed: np.random.SeedSequence) -> None:
+        self.config = config
+        coord, draws = seed.spawn(2)
+        self.rng = numpy_generator(coord)
+        self.key = philox_key(draws)
+        self.reference: np.ndarray | None = None
+
+    def _moments(self, shards: Shards, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Mean (d,), covariance (d, d) (ddof 1) and max |x| of all points, from the shards."""
+        maxabs = max(shards.map("extent"))
+        e1 = grid_exponent(n * max(maxabs, 1e-12))
+        mean = from_fixed(fixed_sum(shards.map("moment_sums", e1)), e1) / n
+        e2 = grid_exponent(n * (maxabs + float(np.abs(mean).max())) ** 2 + 1e-300)
+        cov = from_fixed(fixed_sum(shards.map("centred_moments", mean, e2)), e2) / max(n - 1, 1)
+        return mean, cov, maxabs
+
+    def _prior(self, mean: np.ndarray, cov: np.ndarray) -> gmm_core.NIWPrior:
+        cfg, d = self.config, mean.shape[0]
+        if cfg.prior_covariance == "data":
+            floor = 1e-6 * max(float(np.trace(cov)) / d, 1e-12)  # as gmm_core.data_covariance
+            base = 0.5 * (cov + cov.T) + floor * np.eye(d)
+        else:
+            base = np.eye(d)
+        return gmm_core.NIWPrior(
+            mean=mean,
+            kappa=float(cfg.prior_kappa),
+            dof=float(d + 1.0 + cfg.covariance_strength),
+            scale=base * float(cfg.prior_scale * cfg.covariance_strength),
+        )
+
+    def _initial(self, shards: Shards, n: int, round: int) -> None:
+        k = self.config.n_components
+        if self.config.init != "kmeans++":
+            shards.map("init_labels", None, round)
+            return
+        stride = max(1, -(-n // INIT_SAMPLE))
+        rows = np.concatenate(shards.map("sample_rows", stride))
+        labels = gmm_core.kmeans_plus_plus(rows, k, self.rng)
+        centres = np.array(
+            [
+                rows[labels == j].mean(axis=0) if (labels == j).any() else rows[self.rng.integers(len(rows))]
+                for j in range(k)
+            ]
+        )
+        shards.map("init_labels", centres, round)
+
+    def update(self, shards: Shards, n: int, round: int) -> dict[str, Any]:
+        """Run ``n_sweeps`` sweeps over the shards (their MM prior already set on them).
+
+        Parameters
+        ----------
+        shards : Shards
+            :class:`GMMShard` objects holding the round's latents, in global order.
+        n : int
+            Total number of points N.
+        round : int
+
+        Returns
+        -------
+        dict
+            ``class_means`` (K, d), ``counts`` (K,), ``weights`` (K,), ``covariances`` (K, d, d),
+            ``sizes`` (K,) of the assigned classes, ``seconds``: everything reduced, nothing per point.
+        """
+        begin = time.perf_counter()
+        cfg, k = self.config, self.config.n_components
+        if k > n:
+            raise ValueError(f"n_components should be at most the number of points {n}, got {k}")
+        mean, cov, maxabs = self._moments(shards, n)
+        centre, spread = np.zeros_like(mean), np.ones_like(mean)
+        if cfg.standardise:
+            centre, spread = mean, np.sqrt(np.diag(cov) * (n - 1) / n) + 1e-12
+            shards.map("scale", centre, spread)
+            cov = cov / np.outer(spread, spread)
+            mean, maxabs = np.zeros_like(mean), max(shards.map("extent"))
+        prior = self._prior(mean, cov)
+        if not all(shards.map("has_labels")):
+            self._initial(shards, n, round)
+        shards.map("reset_average")
+        ref = np.broadcast_to(mean, (k, mean.shape[0])).copy() if self.reference is None else self.reference
+
+        def exps(reference: np.ndarray) -> tuple[int, int]:
+            far = maxabs + float(np.abs(reference).max())
+            return grid_exponent(n * far), grid_exponent(n * far * far)
+
+        e1, e2 = exps(ref)
+        stats = _reduce(shards.map("class_stats", ref, e1, e2))
+        keep_from = min(int(cfg.n_sweeps * 0.5), cfg.n_sweeps - 1)
+        for sweep in range(cfg.n_sweeps):
+            post = posterior_from_stats(prior, stats, ref, e1, e2)
+            log_pi = np.log(self.rng.dirichlet(post.counts + cfg.weight_concentration))
+            means, prec_chol = gmm_core.sample_parameters(post, self.rng)
+            ref = means
+            e1, e2 = exps(ref)
+            stats = _reduce(shards.map("sweep", round, sweep, means, prec_chol, log_pi, sweep >= keep_from, e1, e2))
+        post = posterior_from_stats(prior, stats, ref, e1, e2)
+        self.reference = post.mean.copy()
+        means, prec_chol = gmm_core.point_estimate(post)
+        sizes = fixed_sum(shards.map("finish", means, prec_chol, cfg.n_sweeps - keep_from))
+        seconds = time.perf_counter() - begin
+        log.info("sharded gmm round %d: %d shards, %d sweeps, %.3f s", round, shards.n_shards, cfg.n_sweeps, seconds)
+        return {
+            "class_means": post.mean * spread + centre,
+            "counts": post.counts,
+            "weights": (post.counts + cfg.weight_concentration) / (n + k * cfg.weight_concentration),
+            "covariances": post.mean_covariance() * np.outer(spread, spread)[None],
+            "sizes": sizes,
+            "seconds": seconds,
+        }
+
+
+def local_shards(x: np.ndarray, n_shards: int, n_classes: int, key: np.ndarray, block: int = BLOCK) -> list[GMMShard]:
+    """Cut the latents (N, d) into ``n_shards`` :class:`GMMShard` objects in this process."""
+    from actors.shard_core import shard_ranges
+
+    return [GMMShard(x[a:b], a, n_classes, key, block) for a, b in shard_ranges(x.shape[0], n_shards, block)]
