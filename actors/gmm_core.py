@@ -19,6 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+# Starting partitions live in actors.gmm_init; re-exported here for callers of gmm_core.
+from actors.gmm_init import kmeans_plus_plus as kmeans_plus_plus
+from actors.gmm_init import split_in_two as split_in_two
+
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -375,52 +379,6 @@ def normalise_log(log_w: np.ndarray) -> np.ndarray:
 def sample_labels(log_w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw one label per row of unnormalised log weights (N, K) by the Gumbel-max trick."""
     return np.argmax(log_w + rng.gumbel(size=log_w.shape), axis=1)
-
-
-def kmeans_plus_plus(x: np.ndarray, n_classes: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
-    """k-means++ seeding followed by Lloyd iterations; returns labels (N,)."""
-    n = x.shape[0]
-    centres = [x[rng.integers(n)]]
-    d2 = ((x - centres[0]) ** 2).sum(axis=1)
-    for _ in range(1, n_classes):
-        total = d2.sum()
-        idx = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
-        centres.append(x[idx])
-        d2 = np.minimum(d2, ((x - x[idx]) ** 2).sum(axis=1))
-    c = np.array(centres)
-    labels = np.zeros(n, dtype=np.int64)
-    for _ in range(n_iter):
-        dist = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
-        labels = np.argmin(dist, axis=1)
-        for j in range(n_classes):
-            members = labels == j
-            if members.any():
-                c[j] = x[members].mean(axis=0)
-    return labels
-
-
-def split_in_two(x: np.ndarray, rng: np.random.Generator, n_iter: int) -> np.ndarray:
-    """Split the rows of ``x`` (n, d) in two by Lloyd's algorithm from a far-apart pair.
-
-    The pair: the row farthest from a random row, then the row farthest from
-    that one.  Stops early when the split no longer changes or a side empties.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), bool
-        Which of the two groups each row joins.
-    """
-    n = x.shape[0]
-    c1 = x[np.argmax(((x - x[rng.integers(n)]) ** 2).sum(axis=1))]
-    c0 = x[np.argmax(((x - c1) ** 2).sum(axis=1))]
-    side = np.zeros(n, dtype=bool)
-    for i in range(n_iter):
-        new = ((x - c1) ** 2).sum(axis=1) < ((x - c0) ** 2).sum(axis=1)
-        if new.all() or not new.any() or (i > 0 and np.array_equal(new, side)):
-            break
-        side = new
-        c0, c1 = x[~side].mean(axis=0), x[side].mean(axis=0)
-    return side
 
 
 @dataclasses.dataclass(frozen=True)
