@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("messages", "actors", "orchestrator")
 
 #: The only package files that may import ``ray``: the executor makes and calls the actors, the progress board is one.
-RAY_ALLOWED = {"orchestrator.executor", "orchestrator.progress", "orchestrator.shard_group"}  # shard_group: issue 12
+RAY_ALLOWED = {
+    "orchestrator.executor",
+    "orchestrator.progress",
+    "orchestrator.shard_group",  # issue 12: the sharded GMM + MM
+    "orchestrator.vae_group",  # issue 12: the data-parallel VAE
+}
 #: The one allowed upward import: Serket's API has a module update itself (``Module.update``).
 SEAM = ("actors.module", "orchestrator.serket")
 
