@@ -104,7 +104,7 @@ class Session:
             graph,
             backend=backend,
             address=address,
-            resources=check_resources(resources, graph),
+            resources=check_resources(resources, graph, backend),
             placement_strategy=placement_strategy,
             reserve_timeout=reserve_timeout,
             seed=self.seed,

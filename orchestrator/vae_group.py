@@ -51,6 +51,12 @@ class VAEShardActor(VAEShardWorker):
         return str(ray.util.get_node_ip_address())
 
 
+def shard_threads(threads: int, shard_resources: dict[str, Any]) -> int:
+    """Each shard's torch threads: the run's ``threads``, at most the CPUs a shard's bundle has (at least 1)."""
+    cpus = shard_resources.get("num_cpus", 1)
+    return max(1, min(int(threads), int(cpus))) if cpus else max(1, int(threads))
+
+
 def shard_rows(n: int, shards: int) -> list[tuple[int, int]]:
     """Contiguous row ranges [lo, hi) of ``shards`` near-equal parts of ``n`` points.
 
@@ -76,6 +82,10 @@ class VAEGroupWorker:
         S, at least 2 (one shard is :class:`actors.vae.VAEWorker` itself).
     shard_resources : dict
         Ray actor options of each shard (``num_cpus``, ``num_gpus``, ...).
+    placement_group, bundles : optional
+        The run's placement group and each shard's bundle index in it (the
+        session reserves one bundle per shard); without them the shards go in
+        this actor's own group, if any, else anywhere.
     """
 
     def __init__(
@@ -90,6 +100,8 @@ class VAEGroupWorker:
         num_threads: int | None = None,
         shards: int = 2,
         shard_resources: dict[str, Any] | None = None,
+        placement_group: Any = None,
+        bundles: list[int | None] | None = None,
     ) -> None:
         import ray
 
@@ -100,15 +112,15 @@ class VAEGroupWorker:
         self.config = config
         self.shards = shards
         opts = {"num_cpus": 1, **(shard_resources or {})}
-        strategy = self._strategy()
-        cls = ray.remote(**opts)(VAEShardActor)
+        custom = opts.pop("resources", None)
+        cls = ray.remote(**opts, **({"resources": custom} if custom else {}))(VAEShardActor)
         args = (config, name, above, below, seed, encoder, decoder, num_threads)
-        self.workers = [
-            cls.options(**({"scheduling_strategy": strategy} if strategy is not None else {})).remote(
-                *args, rank, shards
-            )
-            for rank in range(shards)
-        ]
+        self.workers = []
+        for rank in range(shards):
+            bundle = None if bundles is None else bundles[rank]
+            strategy = self._strategy(placement_group, bundle)
+            extra = {"scheduling_strategy": strategy} if strategy is not None else {}
+            self.workers.append(cls.options(**extra).remote(*args, rank, shards))
         host, port = ray.get(self.workers[0].rendezvous.remote())
         ray.get([w.join.remote(host, port) for w in self.workers])
         self._rows: list[Any] | None = None
@@ -116,11 +128,16 @@ class VAEGroupWorker:
         self._ranges: list[tuple[int, int]] = []
         log.info("%s: %d data-parallel shards joined at %s:%d", name, shards, host, port)
 
-    def _strategy(self) -> Any:
-        """Place the shards in this actor's placement group, where it has one (any bundle with room)."""
+    @staticmethod
+    def _strategy(placement_group: Any, bundle: int | None) -> Any:
+        """A shard's place: its bundle of the run's group, else this actor's group (any bundle), else anywhere."""
         from ray.util import get_current_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        if placement_group is not None and bundle is not None:
+            return PlacementGroupSchedulingStrategy(
+                placement_group=placement_group, placement_group_bundle_index=bundle
+            )
         pg = get_current_placement_group()
         return None if pg is None else PlacementGroupSchedulingStrategy(placement_group=pg)
 

@@ -20,8 +20,32 @@ from orchestrator.graph import Graph
 log = logging.getLogger(__name__)
 
 
-def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str, Any]:
+def split_shards(module: Module, resources: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A module's shard count and the actor options of each of its workers.
+
+    ``{"shards": S, ...}`` asks for S workers with the other options each.  Only
+    the VAE takes S > 1 here (its data-parallel group,
+    :class:`orchestrator.vae_group.VAEGroupWorker`); other modules keep the key
+    for :func:`orchestrator.placement.actor_options` to judge.
+
+    Raises
+    ------
+    ConfigError
+        ``shards`` is not a positive integer.
+    """
+    if module.kind != "vae" or "shards" not in resources:
+        return 1, resources
+    rest = dict(resources)
+    shards = rest.pop("shards")
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise ConfigError(f"'shards' should be a positive integer, got {shards!r}")
+    return shards, rest
+
+
+def check_resources(resources: dict[str, Any] | None, graph: Graph, backend: str = "ray") -> dict[str, Any]:
     """Check a ``resources`` option: module name or kind -> actor options or "auto".
+
+    ``shards`` above 1 (a module as a group of actors) needs ``backend`` "ray".
 
     Raises
     ------
@@ -41,6 +65,11 @@ def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str,
             raise ConfigError(
                 f"resources[{key!r}] should be \"auto\" or actor options like {{'num_cpus': 1}}, got {value!r}"
             )
+        shards = value.get("shards", 1) if isinstance(value, dict) else 1
+        if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+            raise ConfigError(f"resources[{key!r}]['shards'] should be a positive integer, got {shards!r}")
+        if shards > 1 and backend != "ray":
+            raise ConfigError(f"resources[{key!r}]['shards']: {shards} needs the Ray backend, got backend {backend!r}")
     return dict(resources)
 
 
@@ -100,6 +129,8 @@ class WorkerPool:
         self.placement: dict[str, Any] = {}
         self.actor_resources: dict[Module, dict[str, Any]] = {}
         self.bundles: dict[Module, int | None] = {}
+        #: Data-parallel VAEs: module -> (shards, each shard's actor options, each shard's bundle)
+        self.groups: dict[Module, tuple[int, dict[str, Any], list[int | None]]] = {}
 
     def open(self) -> Any:
         """Start the executor and reserve every worker's resources at once; returns the executor.
@@ -109,16 +140,26 @@ class WorkerPool:
         ConfigError
             The cluster cannot give the run what it asks for within ``reserve_timeout`` seconds.
         """
-        executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
         learnable = list(self.graph.learnable)
         self.actor_resources = {m: self.resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
-        bundles = executor.reserve(
-            [self.actor_resources[m] for m in learnable],
-            labels=[self.graph.name(m) for m in learnable],
-            strategy=self.placement_strategy,
-            timeout=self.reserve_timeout,
-        )
-        self.bundles = dict(zip(learnable, bundles, strict=True))
+        shards = {m: split_shards(m, self.actor_resources[m]) for m in learnable}
+        executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
+        asked, labels, owner = [], [], []
+        for m in learnable:
+            count, each = shards[m]
+            asked += [each] * count
+            labels += [self.graph.name(m) if count == 1 else f"{self.graph.name(m)} shard {i}" for i in range(count)]
+            owner += [m] * count
+        bundles = executor.reserve(asked, labels=labels, strategy=self.placement_strategy, timeout=self.reserve_timeout)
+        self.bundles, self.groups = {}, {}
+        for m in learnable:
+            mine = [b for b, o in zip(bundles, owner, strict=True) if o is m]
+            count, each = shards[m]
+            if count == 1:
+                self.bundles[m] = mine[0]
+            else:
+                self.bundles[m] = None  # the group's coordinator takes no resources; its shards have the bundles
+                self.groups[m] = (count, each, mine)
         self.executor = executor
         return executor
 
@@ -136,6 +177,13 @@ class WorkerPool:
         res = self.actor_resources.get(module) or self.resources_for(module)
         name = self.graph.name(module)
         cls, args = module.worker_spec(name, above, below, seeds[index], self.threads)
+        if module in self.groups:
+            from orchestrator.vae_group import VAEGroupWorker, shard_threads
+
+            count, each, bundles = self.groups[module]
+            threads = shard_threads(self.threads, each)
+            args = (*args[:-1], threads, count, each, self.executor.placement_group, bundles)
+            cls, res = VAEGroupWorker, {"num_cpus": 0}
         worker = self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
         self.executor.set_threads(worker, self.threads)  # numpy's BLAS too: its sums also depend on the thread count
         self.workers[module] = worker
