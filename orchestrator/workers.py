@@ -140,10 +140,10 @@ class WorkerPool:
         ConfigError
             The cluster cannot give the run what it asks for within ``reserve_timeout`` seconds.
         """
+        executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
         learnable = list(self.graph.learnable)
         self.actor_resources = {m: self.resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
         shards = {m: split_shards(m, self.actor_resources[m]) for m in learnable}
-        executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
         asked, labels, owner = [], [], []
         for m in learnable:
             count, each = shards[m]
