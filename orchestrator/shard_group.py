@@ -253,3 +253,59 @@ class ShardedPipeline:
         for a in self.gmm_shards.actors + self.mm_shards.actors:
             ray.kill(a)
         remove_placement_group(self.pg)
+
+
+class RayShardOps:
+    """What :class:`orchestrator.shard_run.ShardedGroup` asks of Ray: shard actors in the run's placement group.
+
+    Parameters
+    ----------
+    executor : orchestrator.executor.RayExecutor
+        The run's executor (its placement group holds the shards' bundles).
+    threads : int
+        BLAS threads of every shard actor (the run's ``threads``).
+    alive_timeout : float
+        Seconds a shard may take to answer before it counts as dead.
+    """
+
+    backend = "ray"
+
+    def __init__(self, executor: Any, threads: int, alive_timeout: float = 30.0) -> None:
+        import ray
+
+        self._ray = ray
+        self.executor, self.threads, self.alive_timeout = executor, int(threads), float(alive_timeout)
+
+    def start(self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None) -> Any:
+        actor = self.executor.start(label, cls, args, resources, bundle=bundle)
+        self.executor.set_threads(actor, self.threads)
+        return actor
+
+    def shards(self, workers: list[Any]) -> RayShards:
+        return RayShards(workers)
+
+    def ref(self, worker: Any, method: str, *args: Any) -> Any:
+        return getattr(worker, method).remote(*args)
+
+    def get(self, ref: Any) -> Any:
+        return self._ray.get(ref)
+
+    def alive(self, worker: Any) -> bool:
+        """Whether the actor answers within ``alive_timeout`` seconds."""
+        from ray import exceptions as rex
+
+        try:
+            self._ray.get(worker.ready.remote(), timeout=self.alive_timeout)
+            return True
+        except (rex.RayActorError, rex.GetTimeoutError, rex.ObjectLostError):
+            return False
+
+    def assemble(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` as a task in the cluster (no CPU: it only concatenates); its result's reference."""
+        return self._ray.remote(num_cpus=0)(fn).remote(*args)
+
+    def kill(self, worker: Any) -> None:
+        self.executor.kill(worker)
+
+    def where(self, worker: Any) -> dict[str, Any]:
+        return self.executor.node_of(worker)

@@ -34,6 +34,7 @@ def check_resources(resources: dict[str, Any] | None, graph: Graph) -> dict[str,
     if not isinstance(resources, dict):
         raise ConfigError(f"resources should map module names or kinds to actor options, got {resources!r}")
     known = {m.name for m in graph.learnable} | {m.kind for m in graph.learnable}
+    # "shards" and "sharded" in a module's entry are checked by orchestrator.shard_plan.shard_plan
     for key, value in resources.items():
         if key not in known:
             raise ConfigError(f"resources key {key!r} names no module of the graph; use one of {sorted(known)}")
@@ -100,6 +101,12 @@ class WorkerPool:
         self.placement: dict[str, Any] = {}
         self.actor_resources: dict[Module, dict[str, Any]] = {}
         self.bundles: dict[Module, int | None] = {}
+        # issue 12: modules run as shard groups elsewhere (orchestrator.shard_run) get no worker here, but
+        # their shards' bundles are reserved in the same placement group (set before open()).
+        self.skip: set[str] = set()
+        self.extra_options: list[dict[str, Any]] = []
+        self.extra_labels: list[str] = []
+        self.extra_bundles: list[int | None] = []
 
     def open(self) -> Any:
         """Start the executor and reserve every worker's resources at once; returns the executor.
@@ -110,15 +117,16 @@ class WorkerPool:
             The cluster cannot give the run what it asks for within ``reserve_timeout`` seconds.
         """
         executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
-        learnable = list(self.graph.learnable)
+        learnable = [m for m in self.graph.learnable if m.name not in self.skip]
         self.actor_resources = {m: self.resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
         bundles = executor.reserve(
-            [self.actor_resources[m] for m in learnable],
-            labels=[self.graph.name(m) for m in learnable],
+            [self.actor_resources[m] for m in learnable] + list(self.extra_options),
+            labels=[self.graph.name(m) for m in learnable] + list(self.extra_labels),
             strategy=self.placement_strategy,
             timeout=self.reserve_timeout,
         )
-        self.bundles = dict(zip(learnable, bundles, strict=True))
+        self.bundles = dict(zip(learnable, bundles[: len(learnable)], strict=True))
+        self.extra_bundles = list(bundles[len(learnable) :])
         self.executor = executor
         return executor
 
