@@ -165,8 +165,7 @@ def _add_shard_options(cmd: argparse.ArgumentParser, resume: bool = False) -> No
         type=_positive_int,
         default=None,
         help="run the GMM and the MM as groups of S shard actors (default 1: one actor each); per module also "
-        'in --resources, e.g. \'{"gmm": {"shards": 2, "num_cpus": 1}}\''
-        + ("; default: as recorded" if resume else ""),
+        'in --resources, e.g. \'{"gmm": {"shards": 2, "num_cpus": 1}}\'' + ("; default: as recorded" if resume else ""),
     )
     cmd.add_argument(
         "--sharded",
