@@ -286,6 +286,9 @@ class Session:
             self.out_dir, self.graph.name(module), {"report": result["report"]}, result["state"], meta, result["export"]
         )
         record.files = {**result["parts"], **record.files}
+        if attempts > 1:  # shards were replaced: where they run now
+            for m in group.modules:
+                self.pool.placement[self.graph.name(m)] = group.placement(m)
         if "prior_means" in result:
             self.refs[(module, "prior_means")] = result["prior_means"]
         self.records.append(record)
