@@ -210,7 +210,7 @@ class ShardedGroup:
 
     # -- set-up -----------------------------------------------------------------
     def _fresh_coordinators(self) -> None:
-        self.coord = ShardedGMM(self.gmm.config, self.gmm_seed)
+        self.coord = ShardedGMM(self.gmm.config, self.gmm_seed, moves=True)
         self.mcoord = ShardedMM(self.mm.config, self.lengths is not None) if self.mm is not None else None
         self.mm_rng = numpy_generator(self.mm_seed) if self.mm_seed is not None else None  # MMWorker's state shape
         self.snapshots = {self.gmm: self._snapshot(self.gmm)}
