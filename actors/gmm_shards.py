@@ -12,10 +12,11 @@ label is drawn by inverting its class CDF at one uniform from a Philox counter
 keyed by (round, sweep, block), so labels, statistics and parameters are the
 same bytes for S = 1, 2, 4, ... (tests/test_shards.py).
 
-Left out on shards: the merge-and-split and sequence-guided moves
-(``mixture_moves``, ``sequence_moves``) and the chain prior (``chain_refresh``):
-the sharded sampler runs the plain sweeps only; ``init_restarts`` > 1 is not
-used either.  The k-means++ start runs on a strided sample of at most
+Left out on shards: the sequence-guided moves (``sequence_moves``) and the
+chain prior (``chain_refresh``); ``init_restarts`` > 1 is not used either.
+The merge-and-split moves run on the sharded state when the coordinator is
+made with ``moves=True`` (:mod:`actors.shard_moves`; a run's sharded GMM
+does), otherwise the sampler runs the plain sweeps only.  The k-means++ start runs on a strided sample of at most
 :data:`INIT_SAMPLE` points (chosen by global index), the only rows that ever
 leave a shard, once in the first update.
 """

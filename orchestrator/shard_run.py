@@ -375,6 +375,7 @@ class ShardedGroup:
             return scalars
 
         full = {k: report[k] for k in ("class_means", "counts", "weights", "covariances", "sizes", "seconds")}
+        full["moves"] = list(self.coord.last_moves)
         return {"report": full, "state": self.state(self.gmm), "parts": parts, "export": export, "prior_means": prior}
 
     def _update_mm(self, round_index: int) -> dict[str, Any]:
