@@ -37,7 +37,8 @@ import numpy as np
 
 from actors import gmm_core
 from actors.mixture_moves import class_log_marginal, weights_log_marginal
-from actors.shard_core import Shards, fixed_sum
+from actors.shard_core import Shards, fixed_sum, from_fixed
+from actors.shard_stats import posterior_from_stats
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def _reduce(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
 def _log_marginals(
     prior: gmm_core.NIWPrior, stats: tuple[np.ndarray, ...], reference: np.ndarray, e1: int, e2: int
 ) -> tuple[np.ndarray, gmm_core.ClassPosterior]:
-    from actors.gmm_shards import posterior_from_stats
-
     post = posterior_from_stats(prior, stats, reference, e1, e2)
     return class_log_marginal(post, prior), post
 
@@ -64,8 +63,6 @@ def _start_centres(
     post: gmm_core.ClassPosterior, stats: tuple[np.ndarray, ...], reference: np.ndarray, e1: int, e2: int
 ):
     """Per class, mean -/+ one standard deviation along its principal axis: (K, 2, d)."""
-    from actors.shard_core import from_fixed
-
     counts = stats[0].astype(np.float64)
     s1, s2 = from_fixed(stats[1], e1), from_fixed(stats[2], e2)
     safe = np.maximum(counts, 1.0)
@@ -116,8 +113,6 @@ def search(
         for _ in range(SPLIT_ITERATIONS):
             c1, c2 = exponents(centres.reshape(2 * k, d))
             split = _reduce(shards.map("split_stats", centres, c1, c2))
-            from actors.shard_core import from_fixed
-
             n2 = split[0].reshape(k, 2).astype(np.float64)
             moved = centres + from_fixed(split[1], c1).reshape(k, 2, d) / np.maximum(n2, 1.0)[:, :, None]
             new = np.where(n2[:, :, None] > 0, moved, centres)
