@@ -65,7 +65,8 @@ from orchestrator.shard_workers import GMMShardWorker, MMShardWorker
 log = logging.getLogger(__name__)
 
 #: Runs of at most this many points also get the whole-run per-point text files (class_learn.txt, Pdz_learn.txt,
-#: msg_learn.txt) in the round directory, concatenated from the shards' files; above it they stay per shard.
+#: msg_learn.txt) in the round directory, concatenated from the shards' files, and the GMM's labels in its
+#: report.arrow (for ``serket-ray report``); above it they stay per shard.
 GATHER_TEXT_MAX = 100_000
 #: Actor options of a GMM or MM shard when --resources gives none ("auto"): half a CPU each, one CPU per bundle.
 DEFAULT_SHARD_RESOURCES = {"num_cpus": 0.5}
@@ -376,6 +377,8 @@ class ShardedGroup:
 
         full = {k: report[k] for k in ("class_means", "counts", "weights", "covariances", "sizes", "seconds")}
         full["moves"] = list(self.coord.last_moves)
+        if self.n <= GATHER_TEXT_MAX:  # small runs: the labels in the report too, as an unsharded GMM's (report)
+            full["labels"] = np.concatenate(g.map("sampler_labels"))
         return {"report": full, "state": self.state(self.gmm), "parts": parts, "export": export, "prior_means": prior}
 
     def _update_mm(self, round_index: int) -> dict[str, Any]:

@@ -94,6 +94,11 @@ class GMMShardWorker(GMMShard):
         _fault(self.fault, round, sweep)
         return super().sweep(round, sweep, *args)
 
+    def sampler_labels(self) -> np.ndarray:
+        """The last sweep's labels of this shard's points (n,) (gathered for small runs only)."""
+        assert self.labels is not None
+        return self.labels.copy()
+
     def prior_means_part(self, class_means: np.ndarray) -> np.ndarray:
         """Each point's class mean (n, d): this shard's rows of the message to the VAE."""
         assert self.assigned is not None
