@@ -145,3 +145,27 @@ def test_a_sigkilled_shard_is_replaced_and_the_run_equals_an_undisturbed_one(ray
     assert killed_pid not in [s["pid"] for s in manifest["modules"][gmm]["shards"]]  # shard 1: a new process
     assert [u["attempts"] for u in manifest["updates"] if u["module"] == gmm] == [1, 2]
     assert _files(out) == _files(undisturbed)  # on Ray, a shard killed mid-update: the undisturbed run's bytes
+
+
+def test_shards_per_module_in_resources_apply_to_the_gmm_and_the_mm() -> None:
+    from messages.errors import ConfigError
+    from orchestrator.graph import build_graph
+    from orchestrator.shard_plan import shard_plan, without_shard_keys
+
+    graph = build_graph(*_cycle_graph())
+    plan = shard_plan(graph, {"gmm": {"shards": 2, "num_cpus": 1}}, block=256)
+    assert plan is not None and (plan.n_shards, plan.block, plan.modules) == (2, 256, ("gmm", "mm"))
+    assert shard_plan(graph, {"mm": {"sharded": True}}).as_dict() == {
+        "n_shards": 1,
+        "block": 4096,
+        "modules": ["gmm", "mm"],
+    }
+    assert shard_plan(graph, {"gmm": {"shards": 1}}) is None  # today's path
+    assert without_shard_keys({"gmm": {"shards": 2, "num_cpus": 1}, "mm": "auto"}) == {
+        "gmm": {"num_cpus": 1},
+        "mm": "auto",
+    }
+    with pytest.raises(ConfigError, match="same number of shards"):
+        shard_plan(graph, {"gmm": {"shards": 2}, "mm": {"shards": 3}}, block=256)
+    with pytest.raises(ConfigError, match="'sharded'] should be true or false"):
+        shard_plan(graph, {"gmm": {"sharded": "yes"}})
