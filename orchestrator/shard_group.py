@@ -13,9 +13,12 @@ moments; K x K pair counts; K-vectors of the forward-backward chain).
 :class:`RayShards` counts the pickled bytes of everything that comes back to
 the driver and of every argument it sends, per round.
 
-Not wired into ``serket-ray run`` yet (the VAE is not sharded, and the session
-routes whole messages): this is the group, its placement and its measured
-traffic, used by ``bench/shards.py`` and ``tests/test_shard_group.py``.
+:class:`ShardedPipeline` is the stand-alone group (GMM + MM only), used by
+``bench/shards.py`` and ``tests/test_shard_group.py``.  A whole run
+(``serket-ray run --shards S``) uses :class:`orchestrator.shard_run.ShardedGroup`
+instead, whose Ray calls are :class:`RayShardOps` below (its actors in the run's
+own placement group, beside the VAE's bundle) and whose traffic is counted by
+the same :class:`RayShards`.
 """
 
 from __future__ import annotations
