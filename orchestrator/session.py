@@ -201,7 +201,7 @@ class Session:
                 if self.backend == "ray":
                     from orchestrator.shard_group import RayShardOps
 
-                    ops: Any = RayShardOps(executor, self.threads)
+                    ops: Any = RayShardOps(executor, self.threads, timeout=self.timeout)
                 else:
                     ops = LocalShardOps(executor, self.threads)
                 self.group.start(ops, self.pool.extra_bundles)

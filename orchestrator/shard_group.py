@@ -84,10 +84,11 @@ class MMShardActor(MMShard):
 class RayShards:
     """:class:`actors.shard_core.Shards` over Ray actors, counting the bytes the driver sends and receives."""
 
-    def __init__(self, actors: Sequence[Any]) -> None:
+    def __init__(self, actors: Sequence[Any], timeout: float | None = None) -> None:
         import ray
 
         self._ray = ray
+        self.timeout = timeout  # seconds a call may take before it fails with GetTimeoutError (None: no limit)
         self.actors = list(actors)
         self.n_shards = len(self.actors)
         self.received = 0
@@ -108,12 +109,12 @@ class RayShards:
     def map(self, method: str, *args: Any, per_shard: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         extra = per_shard or [()] * self.n_shards
         refs = [getattr(a, method).remote(*args, *e) for a, e in zip(self.actors, extra, strict=True)]
-        results = self._ray.get(refs)
+        results = self._ray.get(refs, timeout=self.timeout)
         self._count((args, list(extra)), results)
         return results
 
     def call(self, index: int, method: str, *args: Any) -> Any:
-        result = self._ray.get(getattr(self.actors[index], method).remote(*args))
+        result = self._ray.get(getattr(self.actors[index], method).remote(*args), timeout=self.timeout)
         self._count(args, [result])
         return result
 
@@ -267,17 +268,21 @@ class RayShardOps:
         The run's executor (its placement group holds the shards' bundles).
     threads : int
         BLAS threads of every shard actor (the run's ``threads``).
+    timeout : float, optional
+        Seconds one call to the shards may take (the session's ``timeout``): a hung shard then
+        counts as dead and is replaced.
     alive_timeout : float
         Seconds a shard may take to answer before it counts as dead.
     """
 
     backend = "ray"
 
-    def __init__(self, executor: Any, threads: int, alive_timeout: float = 30.0) -> None:
+    def __init__(self, executor: Any, threads: int, timeout: float | None = None, alive_timeout: float = 30.0) -> None:
         import ray
 
         self._ray = ray
         self.executor, self.threads, self.alive_timeout = executor, int(threads), float(alive_timeout)
+        self.timeout = timeout
 
     def start(self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None) -> Any:
         actor = self.executor.start(label, cls, args, resources, bundle=bundle)
@@ -285,7 +290,7 @@ class RayShardOps:
         return actor
 
     def shards(self, workers: list[Any]) -> RayShards:
-        return RayShards(workers)
+        return RayShards(workers, timeout=self.timeout)
 
     def ref(self, worker: Any, method: str, *args: Any) -> Any:
         return getattr(worker, method).remote(*args)

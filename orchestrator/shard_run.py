@@ -70,8 +70,8 @@ log = logging.getLogger(__name__)
 GATHER_TEXT_MAX = 100_000
 #: Actor options of a GMM or MM shard when --resources gives none ("auto"): half a CPU each, one CPU per bundle.
 DEFAULT_SHARD_RESOURCES = {"num_cpus": 0.5}
-#: ``SERKET_RAY_SHARD_FAULT=<module>:<shard>:<round>:<sweep>:<flagfile>`` (tests): that GMM shard SIGKILLs itself
-#: once, at that sweep of that round (Ray only).
+#: ``SERKET_RAY_SHARD_FAULT=<module>:<shard>:<round>:<step>:<flagfile>[,...]`` (tests): that shard SIGKILLs itself
+#: once, at that step of that round (a GMM shard: its sweep; an MM shard: its forward-backward pass), Ray only.
 FAULT_ENV = "SERKET_RAY_SHARD_FAULT"
 
 
@@ -233,23 +233,27 @@ class ShardedGroup:
     def labels_for(self) -> list[str]:
         return [f"{self.graph.name(self.gmm)} shard {i}" for i in range(self.plan.n_shards)]
 
-    def _fault(self, index: int) -> str | None:
-        spec = os.environ.get(FAULT_ENV, "")
-        if self.backend != "ray" or not spec:
+    def _fault(self, module: Module, index: int) -> str | None:
+        """This shard's part of ``SERKET_RAY_SHARD_FAULT`` (comma-separated specs), Ray only."""
+        if self.backend != "ray":
             return None
-        module, shard, rest = spec.split(":", 2)
-        return rest if module in (self.gmm.name, self.graph.name(self.gmm)) and int(shard) == index else None
+        for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
+            name, shard, rest = spec.split(":", 2)
+            if name in (module.name, self.graph.name(module)) and int(shard) == index:
+                return rest
+        return None
 
     def _gmm_args(self, i: int) -> tuple[Any, ...]:
         a, b = self.ranges[i]
         ids = None if self.label_ids is None else self.label_ids[a:b]
         n_labels = 0 if self.label_values is None else len(self.label_values)
         k = self.gmm.config.n_components
-        return (i, a, b, k, self.coord.key, self.plan.block, ids, n_labels, self._fault(i))
+        return (i, a, b, k, self.coord.key, self.plan.block, ids, n_labels, self._fault(self.gmm, i))
 
     def _mm_args(self, i: int) -> tuple[Any, ...]:
+        assert self.mm is not None
         a, b = self.ranges[i]
-        return (i, a, b, self.lengths, self.n, self.plan.block)
+        return (i, a, b, self.lengths, self.n, self.plan.block, self._fault(self.mm, i))
 
     def _start_gmm(self, i: int) -> Any:
         label = f"{self.graph.name(self.gmm)}[{i}]"

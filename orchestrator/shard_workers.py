@@ -148,13 +148,36 @@ class MMShardWorker(MMShard):
         Total points N.
     block : int
         The GMM's block; the forward-backward block is ``block / GROUP``.
+    fault : str, optional
+        Fault injection (tests): "round:pass:flagfile", the round counted by this process's loads.
     """
 
-    def __init__(self, index: int, start: int, stop: int, lengths: np.ndarray | None, n: int, block: int) -> None:
+    def __init__(
+        self,
+        index: int,
+        start: int,
+        stop: int,
+        lengths: np.ndarray | None,
+        n: int,
+        block: int,
+        fault: str | None = None,
+    ) -> None:
         starts = sequence_starts(None if lengths is None else np.asarray(lengths), n)[start:stop]
         super().__init__(start, starts, block // GROUP)
         self.index, self.stop = int(index), int(stop)
         self.prior: np.ndarray | None = None
+        self.fault = fault
+        self.loads = -1  # updates this process has loaded (its round when it started with the run)
+        self.passes = 0  # forward-backward passes in this update
+
+    def load(self, posteriors: tuple[np.ndarray, np.ndarray | None]) -> None:  # type: ignore[override]
+        self.loads, self.passes = self.loads + 1, 0
+        super().load(posteriors)
+
+    def smooth(self, trans: np.ndarray, pi0: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
+        _fault(self.fault, self.loads, self.passes)
+        self.passes += 1
+        return super().smooth(trans, pi0, exponent)
 
     def ready(self) -> bool:
         return True

@@ -122,7 +122,8 @@ def _cycle_graph() -> list:
 
 
 def test_a_sigkilled_shard_is_replaced_and_the_run_equals_an_undisturbed_one(ray_session, tmp_path, monkeypatch):
-    """GMM shard 1 SIGKILLs itself (its own pid) at sweep 3 of round 2; the update is retried on a new shard."""
+    """GMM shard 1 SIGKILLs itself (its own pid) at sweep 3 of round 2, MM shard 0 in its third forward-backward
+    pass of round 2; each update is retried on a new shard."""
     import json
 
     from orchestrator import Orchestrator
@@ -131,8 +132,8 @@ def test_a_sigkilled_shard_is_replaced_and_the_run_equals_an_undisturbed_one(ray
     undisturbed = tmp_path / "undisturbed"
     orch = Orchestrator(_cycle_graph(), undisturbed, backend="local", **options)
     orch.run(2)
-    flag = tmp_path / "killed"
-    monkeypatch.setenv("SERKET_RAY_SHARD_FAULT", f"gmm:1:1:3:{flag}")
+    flag, flag_mm = tmp_path / "killed", tmp_path / "killed_mm"
+    monkeypatch.setenv("SERKET_RAY_SHARD_FAULT", f"gmm:1:1:3:{flag},mm:0:1:2:{flag_mm}")
     out = tmp_path / "run"
     orch = Orchestrator(_cycle_graph(), out, resources={"gmm": {"num_cpus": 0.5}, "mm": {"num_cpus": 0.5}}, **options)
     try:
@@ -144,6 +145,9 @@ def test_a_sigkilled_shard_is_replaced_and_the_run_equals_an_undisturbed_one(ray
     gmm = next(name for name in manifest["modules"] if name.endswith("_gmm"))
     assert killed_pid not in [s["pid"] for s in manifest["modules"][gmm]["shards"]]  # shard 1: a new process
     assert [u["attempts"] for u in manifest["updates"] if u["module"] == gmm] == [1, 2]
+    mm = next(name for name in manifest["modules"] if name.endswith("_mm"))
+    assert int(flag_mm.read_text()) not in [s["pid"] for s in manifest["modules"][mm]["shards"]]
+    assert [u["attempts"] for u in manifest["updates"] if u["module"] == mm] == [1, 2]
     assert _files(out) == _files(undisturbed)  # on Ray, a shard killed mid-update: the undisturbed run's bytes
 
 
