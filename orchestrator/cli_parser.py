@@ -174,6 +174,13 @@ def _add_shard_options(cmd: argparse.ArgumentParser, resume: bool = False) -> No
         help="run the sharded GMM and MM algorithm even with one shard (the reference a sharded run equals)",
     )
     cmd.add_argument(
+        "--placement",
+        choices=("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+        default=None,
+        help="how the run's placement group places its bundles (the VAE's and each shard's) on nodes "
+        "(default PACK; SPREAD spreads the shards)",
+    )
+    cmd.add_argument(
         "--shard-block",
         type=_positive_int,
         default=None,
