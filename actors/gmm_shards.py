@@ -12,10 +12,11 @@ label is drawn by inverting its class CDF at one uniform from a Philox counter
 keyed by (round, sweep, block), so labels, statistics and parameters are the
 same bytes for S = 1, 2, 4, ... (tests/test_shards.py).
 
-Left out on shards: the merge-and-split and sequence-guided moves
-(``mixture_moves``, ``sequence_moves``) and the chain prior (``chain_refresh``):
-the sharded sampler runs the plain sweeps only; ``init_restarts`` > 1 is not
-used either.  The k-means++ start runs on a strided sample of at most
+Left out on shards: the sequence-guided moves (``sequence_moves``) and the
+chain prior (``chain_refresh``); ``init_restarts`` > 1 is not used either.
+The merge-and-split moves run on the sharded state when the coordinator is
+made with ``moves=True`` (:mod:`actors.shard_moves`; a run's sharded GMM
+does), otherwise the sampler runs the plain sweeps only.  The k-means++ start runs on a strided sample of at most
 :data:`INIT_SAMPLE` points (chosen by global index), the only rows that ever
 leave a shard, once in the first update.
 """
@@ -41,6 +42,7 @@ from actors.shard_core import (
     philox_key,
     to_fixed,
 )
+from actors.shard_stats import posterior_from_stats
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,53 @@ class GMMShard:
             second += to_fixed(b2, e2)
         return counts, sums, second
 
+    def split_stats(self, centres: np.ndarray, e1: int, e2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Statistics per (class, side) of every class's 2-means split at ``centres`` (K, 2, d) (sharded moves).
+
+        Group ``2 k + side`` holds the points of class k nearer its centre ``side``.
+
+        Returns
+        -------
+        counts : numpy.ndarray, shape (2K,), int64
+        sums : numpy.ndarray, shape (2K, d), int64: fixed-point sum of x - its group's centre (grid 2**-e1)
+        second : numpy.ndarray, shape (2K, d, d), int64: fixed-point outer products about it (grid 2**-e2)
+        """
+        from actors.shard_moves import split_side
+
+        assert self.labels is not None
+        d, m = self.x.shape[1], 2 * self.k
+        reference = centres.reshape(m, d)
+        counts = np.zeros(m, np.int64)
+        sums = np.zeros((m, d), np.int64)
+        second = np.zeros((m, d, d), np.int64)
+        for _, s in self._blocks():
+            lab = self.labels[s]
+            group = 2 * lab + split_side(self.x[s], lab, centres)
+            cnt = np.bincount(group, minlength=m)
+            order = np.argsort(group, kind="stable")
+            bounds = np.concatenate(([0], np.cumsum(cnt)))
+            xb = self.x[s][order]
+            bs, b2 = np.zeros((m, d)), np.zeros((m, d, d))
+            for j in np.flatnonzero(cnt):
+                rows = xb[bounds[j] : bounds[j + 1]] - reference[j]
+                bs[j] = rows.sum(axis=0)
+                b2[j] = rows.T @ rows
+            counts += cnt
+            sums += to_fixed(bs, e1)
+            second += to_fixed(b2, e2)
+        return counts, sums, second
+
+    def apply_move(self, i: int, j: int, s: int, centres: np.ndarray) -> None:
+        """Merge class j into i and split class s at ``centres`` (2, d): its points nearer the second take j."""
+        from actors.shard_moves import split_side
+
+        assert self.labels is not None
+        lab = self.labels
+        in_s = np.flatnonzero(lab == s)
+        side = split_side(self.x[in_s], np.zeros(in_s.shape[0], np.int64), centres[None])
+        lab[lab == j] = i
+        lab[in_s[side]] = j
+
     def _log_weights(self, s: slice, means: np.ndarray, prec_chol: np.ndarray, log_pi: np.ndarray) -> np.ndarray:
         log_w = gmm_core.gaussian_log_likelihood(self.x[s], means, prec_chol) + log_pi[None, :]
         if self.log_bias is not None:
@@ -221,19 +270,6 @@ class GMMShard:
         self.probs = None
 
 
-def posterior_from_stats(
-    prior: gmm_core.NIWPrior, stats: tuple[np.ndarray, np.ndarray, np.ndarray], reference: np.ndarray, e1: int, e2: int
-) -> gmm_core.ClassPosterior:
-    """NIW posterior from reduced int64 statistics about ``reference`` (K, d)."""
-    counts = stats[0].astype(np.float64)
-    s1, s2 = from_fixed(stats[1], e1), from_fixed(stats[2], e2)
-    safe = np.maximum(counts, 1.0)[:, None]
-    sums = s1 + counts[:, None] * reference
-    xbar = np.where(counts[:, None] > 0, sums / safe, 0.0)
-    scatter = s2 - np.einsum("kd,ke->kde", s1, s1) / safe[:, :, None]
-    return gmm_core._niw_update(prior, counts, sums, xbar, scatter)
-
-
 def _reduce(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     return tuple(fixed_sum([p[i] for p in parts]) for i in range(len(parts[0])))
 
@@ -249,8 +285,10 @@ class ShardedGMM:
         second the shards' Philox key (:attr:`key`).
     """
 
-    def __init__(self, config: GMMConfig, seed: np.random.SeedSequence) -> None:
+    def __init__(self, config: GMMConfig, seed: np.random.SeedSequence, moves: bool = False) -> None:
         self.config = config
+        self.moves = bool(moves)  # merge-and-split moves before the sweeps (actors.shard_moves), when mixture_moves > 0
+        self.last_moves: list[str] = []
         coord, draws = seed.spawn(2)
         self.rng = numpy_generator(coord)
         self.key = philox_key(draws)
@@ -326,12 +364,28 @@ class ShardedGMM:
         prior = self._prior(mean, cov)
         if not all(shards.map("has_labels")):
             self._initial(shards, n, round)
-        shards.map("reset_average")
-        ref = np.broadcast_to(mean, (k, mean.shape[0])).copy() if self.reference is None else self.reference
 
         def exps(reference: np.ndarray) -> tuple[int, int]:
             far = maxabs + float(np.abs(reference).max())
             return grid_exponent(n * far), grid_exponent(n * far * far)
+
+        self.last_moves = []
+        if self.moves and cfg.mixture_moves > 0:
+            from actors import shard_moves
+
+            self.last_moves = shard_moves.search(
+                shards,
+                prior,
+                k,
+                cfg.mixture_moves,
+                cfg.mixture_min_gain,
+                cfg.weight_concentration,
+                exps,
+            )
+            for move in self.last_moves:
+                log.info("sharded gmm round %d: move %s", round, move)
+        shards.map("reset_average")
+        ref = np.broadcast_to(mean, (k, mean.shape[0])).copy() if self.reference is None else self.reference
 
         e1, e2 = exps(ref)
         stats = _reduce(shards.map("class_stats", ref, e1, e2))

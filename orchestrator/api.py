@@ -61,6 +61,16 @@ def _recorded_graph(out: Path, manifest: dict[str, Any]) -> list[Module]:
     return TutorialRecipe.from_recorded(manifest["cli"]).graph()
 
 
+def _recorded_shards(manifest: dict[str, Any], options: dict[str, Any]) -> None:
+    """Resume a sharded run on the shards it recorded, unless the caller names shards (then compared)."""
+    recorded = manifest.get("shards")
+    given = any(options.get(k) is not None for k in ("shards", "sharded", "shard_block"))
+    resources = options.get("resources") or {}
+    given = given or any(isinstance(v, dict) and ("shards" in v or "sharded" in v) for v in resources.values())
+    if recorded and not given:
+        options.update(shards=recorded["n_shards"], sharded=True, shard_block=recorded["block"])
+
+
 def _result(manifest: dict[str, Any], total: float, out_dir: Path, complete: bool = False) -> RunResult:
     return RunResult(
         accuracy=[r["accuracy"] for r in manifest["rounds"] if "accuracy" in r],
@@ -224,6 +234,7 @@ class Orchestrator:
                 recorded_threads,
                 threads,
             )
+        _recorded_shards(manifest, session_options)
         target = rounds if rounds is not None else manifest.get("target_rounds")
         if target is None:
             raise ConfigError("rounds should be given: the run does not record how many it was started with")

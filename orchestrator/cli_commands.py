@@ -110,6 +110,10 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         resources=args.resources,
         reserve_timeout=args.reserve_timeout,
         threads=args.threads,
+        shards=args.shards,
+        sharded=args.sharded,
+        shard_block=args.shard_block,
+        **({} if args.placement is None else {"placement_strategy": args.placement}),
     )
     orch.session.extra["cli"] = recipe.recorded()
     if not args.quiet:
@@ -251,6 +255,8 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
         resources=args.resources,
         reserve_timeout=args.reserve_timeout,
         **({} if args.threads is None else {"threads": args.threads}),
+        **{k: getattr(args, k) for k in ("shards", "sharded", "shard_block") if getattr(args, k) is not None},
+        **({} if args.placement is None else {"placement_strategy": args.placement}),
     )
     if result.already_complete and not args.quiet:
         print(f"{args.out} is already complete ({rounds} rounds); nothing changed")

@@ -158,6 +158,36 @@ def _add_cluster_options(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_shard_options(cmd: argparse.ArgumentParser, resume: bool = False) -> None:
+    """How many shard actors the GMM and the MM run as (issue 12)."""
+    cmd.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=None,
+        help="run the GMM and the MM as groups of S shard actors (default 1: one actor each); per module also "
+        'in --resources, e.g. \'{"gmm": {"shards": 2, "num_cpus": 1}}\'' + ("; default: as recorded" if resume else ""),
+    )
+    cmd.add_argument(
+        "--sharded",
+        action="store_true",
+        default=None,
+        help="run the sharded GMM and MM algorithm even with one shard (the reference a sharded run equals)",
+    )
+    cmd.add_argument(
+        "--placement",
+        choices=("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+        default=None,
+        help="how the run's placement group places its bundles (the VAE's and each shard's) on nodes "
+        "(default PACK; SPREAD spreads the shards)",
+    )
+    cmd.add_argument(
+        "--shard-block",
+        type=_positive_int,
+        default=None,
+        help="points per block of a sharded run, a multiple of 256 (default 4096); at most one shard per block",
+    )
+
+
 def _add_run(sub: Any) -> None:
     """``serket-ray run``: learn the model."""
     run = sub.add_parser("run", help="learn the VAE + GMM + MM model")
@@ -166,6 +196,7 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output directory")
     run.add_argument("--seed", type=_non_negative_int, default=0)
     _add_cluster_options(run)
+    _add_shard_options(run)
     run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
@@ -245,6 +276,7 @@ def _add_resume(sub: Any) -> None:
     res.add_argument(
         "--reserve-timeout", type=_positive_float, default=60.0, help="seconds to wait for the run's resources"
     )
+    _add_shard_options(res, resume=True)
     res.add_argument("--backend", choices=("ray", "local"), default=None, help=argparse.SUPPRESS)
     res.add_argument("--quiet", action="store_true")
     res.add_argument("--json", action="store_true")

@@ -31,15 +31,18 @@ def actor_options(resources: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(resources, dict):
         raise ConfigError(f"actor resources should be a dict like {{'num_cpus': 1}}, got {resources!r}")
     opts = dict(resources)
-    # issue 12 hook: "shards" (per module, as in {"gmm": {"shards": 4}}) is not an actor option.  1 is today's
-    # one actor; more runs only through orchestrator.shard_group.ShardedPipeline (GMM + MM) for now.
+    # issue 12: "shards" (per module, as in {"gmm": {"shards": 4}}) is not an actor option.  The session takes it
+    # out (orchestrator.shard_plan) and starts a sharded module's shards itself (orchestrator.shard_run); here 1
+    # is accepted and more refused, so that no other path starts one actor for a module meant to be sharded.
+    opts.pop("sharded", None)
     shards = opts.pop("shards", 1)
     if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
         raise ConfigError(f"'shards' should be a positive integer, got {shards!r}")
     if shards > 1:
         raise ConfigError(
-            f"'shards': {shards} is not wired into a whole run yet; the sharded GMM + MM run through "
-            "orchestrator.shard_group.ShardedPipeline (bench/shards.py); use 'shards': 1 or leave it out"
+            f"'shards': {shards} is not an actor option: a run's sharded GMM and MM are started by "
+            "orchestrator.shard_run (Session/Orchestrator(..., shards=S) or serket-ray run --shards S); "
+            "use 'shards': 1 or leave it out here"
         )
     opts.setdefault("num_cpus", 1)
     custom = opts.get("resources") or {}

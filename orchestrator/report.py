@@ -119,6 +119,11 @@ def make_report(
     figures: list[_Figure] = []
 
     gmm = run.arrays("gmm", "report.arrow")
+    if gmm is not None and "labels" not in gmm:  # issue 12: a sharded run above shard_run.GATHER_TEXT_MAX points
+        raise CheckpointError(
+            f"{out}: the GMM's report should hold every point's class, got none: a sharded run of more than "
+            "100,000 points keeps its classes per shard (<module>/shards/<round>/shard*/class_learn.txt)"
+        )
     classes = None if gmm is None else np.asarray(gmm["labels"], dtype=np.int64)
     n_clusters = (
         0 if gmm is None else max(int(gmm["weights"].shape[0]) if "weights" in gmm else 0, int(classes.max()) + 1)

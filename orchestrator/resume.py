@@ -29,6 +29,11 @@ def differences(manifest: dict[str, Any], session: Session) -> list[str]:
             )
     if _without_lengths(old_data) != _without_lengths(new_data):
         diffs.append(f"data: recorded {_short(old_data)}, given {_short(new_data)}")
+    if manifest.get("shards") != now.get("shards"):
+        diffs.append(
+            f"shards: recorded {_describe_shards(manifest.get('shards'))}, given {_describe_shards(now.get('shards'))}"
+            " (a sharded run resumes on the shards it was started with)"
+        )
     old_mods, new_mods = manifest["modules"], now["modules"]
     if sorted(old_mods) != sorted(new_mods):
         diffs.append(f"modules: recorded {sorted(old_mods)}, given {sorted(new_mods)}")
@@ -38,6 +43,12 @@ def differences(manifest: dict[str, Any], session: Session) -> list[str]:
             if old_cfg.get(key) != new_cfg.get(key):
                 diffs.append(f"{name}.{key}: recorded {old_cfg.get(key)!r}, given {new_cfg.get(key)!r}")
     return diffs
+
+
+def _describe_shards(plan: dict[str, Any] | None) -> str:
+    if not plan:
+        return "one actor per module"
+    return f"{plan['n_shards']} shards of {plan['block']}-point blocks for {plan['modules']}"
 
 
 def _without_lengths(fp: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from orchestrator.polling import ProgressCallback, ProgressWatch
 from orchestrator.retries import with_retries
 from orchestrator.run_dir import UpdateRecord, last_updates, load_state, saved_message, update_dir
 from orchestrator.run_json import checkpoint_update, run_manifest, write_run_json
+from orchestrator.shard_plan import shard_plan, without_shard_keys
+from orchestrator.shard_run import LocalShardOps, ShardedGroup
 from orchestrator.workers import WorkerPool, check_resources
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,14 @@ class Session:
         results differ bitwise between thread counts, so the count is fixed
         (default :data:`DEFAULT_THREADS`) instead of following the CPUs an actor
         was given, and one seed gives one result on any placement.
+    shards : int, optional
+        Run the GMM and the MM as groups of this many shard actors
+        (:mod:`orchestrator.shard_run`); also per module in ``resources``
+        (``{"gmm": {"shards": 2}}``).  1 (default) is one actor per module.
+    sharded : bool, optional
+        Run the sharded algorithm even at ``shards=1`` (the reference of a sharded run).
+    shard_block : int, optional
+        Points per block of a sharded run (a multiple of 256; default 4096).
     """
 
     def __init__(
@@ -90,6 +100,9 @@ class Session:
         reserve_timeout: float = 60.0,
         progress_interval: float = 0.5,
         threads: int = DEFAULT_THREADS,
+        shards: int | None = None,
+        sharded: bool | None = None,
+        shard_block: int | None = None,
     ) -> None:
         _check_options(threads, backend, seed)
         self.threads = int(threads)
@@ -100,11 +113,15 @@ class Session:
         self.backend = backend
         self.reserve_timeout = reserve_timeout
         self.labels = self._labels()
+        checked = check_resources(resources, graph, backend)
+        self.shard_plan = shard_plan(graph, checked, shards, sharded, shard_block)
+        vae_keys = {"vae"} | {m.name for m in graph.learnable if m.kind == "vae"}  # the VAE's group keeps its count
+        checked = without_shard_keys(checked, keep=vae_keys) or {}
         self.pool = WorkerPool(
             graph,
             backend=backend,
             address=address,
-            resources=check_resources(resources, graph, backend),
+            resources=checked,
             placement_strategy=placement_strategy,
             reserve_timeout=reserve_timeout,
             seed=self.seed,
@@ -121,6 +138,12 @@ class Session:
         self.progress_interval = float(progress_interval)
         self.extra: dict[str, Any] = {}  # e.g. target rounds, CLI arguments
         self.fingerprint = data_fingerprint(graph, self.labels)
+        self.group: ShardedGroup | None = None
+        if self.shard_plan is not None:
+            self.group = ShardedGroup(self.shard_plan, graph, self.out_dir, self.seed, self.labels, checked, backend)
+            self.pool.skip = set(self.shard_plan.modules)
+            self.pool.extra_options = self.group.bundle_options()
+            self.pool.extra_labels = self.group.labels_for()
 
     @property
     def executor(self) -> Any:
@@ -171,9 +194,20 @@ class Session:
                 msg = ObservationData(sender=name, receiver=receiver, round=0, data=obs.data, lengths=obs.lengths)
                 self.refs[(obs, "data")] = executor.put(msg)  # once: every round reuses the reference
             for module in self.graph.learnable:
-                self._start_worker(module)
+                if not self._sharded(module):
+                    self._start_worker(module)
             for module in self.workers:
                 self.pool.record_placement(module)
+            if self.group is not None:
+                if self.backend == "ray":
+                    from orchestrator.shard_group import RayShardOps
+
+                    ops: Any = RayShardOps(executor, self.threads, timeout=self.timeout)
+                else:
+                    ops = LocalShardOps(executor, self.threads)
+                self.group.start(ops, self.pool.extra_bundles)
+                for module in self.group.modules:
+                    self.pool.placement[self.graph.name(module)] = self.group.placement(module)
             self.progress = ProgressWatch(
                 executor, self.graph, self.timeout, self.progress_interval, self.reserve_timeout
             )
@@ -183,6 +217,9 @@ class Session:
             self.refs.clear()
             raise
         log.info("started %d workers on %s", len(self.workers), executor.name)
+
+    def _sharded(self, module: Module) -> bool:
+        return self.group is not None and module in self.group.modules
 
     def _start_worker(self, module: Module) -> Any:
         above = self.graph.name(module.above[0]) if module.above else None
@@ -209,6 +246,8 @@ class Session:
         if module not in self.rounds:
             raise ConfigError(f"{module!r} is not a learnable module of this session's graph")
         self.start()
+        if self._sharded(module):
+            return self._update_sharded(module)
         t0 = time.perf_counter()
         round_index = self.rounds[module]
         (out_refs, values, state), attempts = with_retries(
@@ -227,6 +266,36 @@ class Session:
         self.records.append(record)
         self.rounds[module] = round_index + 1
         self.write_manifest()
+        return record
+
+    def _update_sharded(self, module: Module) -> UpdateRecord:
+        """One update of a module run as a shard group: its parts, then its round directory, then run.json."""
+        assert self.group is not None
+        t0 = time.perf_counter()
+        round_index = self.rounds[module]
+        inbox = {key: self.refs[edge] for key, edge in module.inputs().items() if edge in self.refs}
+        group = self.group
+        result, attempts = with_retries(
+            lambda: group.update(module, round_index, inbox),
+            lambda: group.repair(module),
+            self.executor.is_actor_failure,
+            self.max_retries,
+            (self.graph.name(module), round_index),
+        )
+        meta = {"round": round_index, "seed": self.seed, "t0": t0, "attempts": attempts}
+        record = checkpoint_update(
+            self.out_dir, self.graph.name(module), {"report": result["report"]}, result["state"], meta, result["export"]
+        )
+        record.files = {**result["parts"], **record.files}
+        if attempts > 1:  # shards were replaced: where they run now
+            for m in group.modules:
+                self.pool.placement[self.graph.name(m)] = group.placement(m)
+        if "prior_means" in result:
+            self.refs[(module, "prior_means")] = result["prior_means"]
+        self.records.append(record)
+        self.rounds[module] = round_index + 1
+        self.write_manifest()
+        group.commit(module, round_index)
         return record
 
     def _attempt(
@@ -263,6 +332,8 @@ class Session:
         if last is not None:
             self.pool.set_state(module, load_state(update_dir(self.out_dir, last)))
         for src, out_name in module.inputs().values():
+            if self._sharded(src):
+                continue  # a shard group's message was made in the cluster, not by the dead actor
             if src.learnable and (src, out_name) in self.refs:
                 self.refs[(src, out_name)] = self.executor.put(self._saved_message(src, out_name))
         self.pool.record_placement(module)
@@ -280,9 +351,14 @@ class Session:
         """Continue after ``records``: restore each module's state and last messages."""
         self.records = list(records)
         self.start()
+        committed: dict[Module, int] = {}
         for module in self.graph.learnable:
             last = self._last_record(module)
             if last is None:
+                continue
+            if self._sharded(module):
+                committed[module] = last.round
+                self.rounds[module] = last.round + 1
                 continue
             directory = update_dir(self.out_dir, last)
             self.pool.set_state(module, load_state(directory))
@@ -290,11 +366,14 @@ class Session:
                 if (directory / f"{out_name}.arrow").exists():
                     self.refs[(module, out_name)] = self.executor.put(saved_message(directory, out_name))
             self.rounds[module] = last.round + 1
+        if self.group is not None:
+            for out_name, ref in self.group.restore(committed).items():
+                self.refs[(self.group.gmm, out_name)] = ref
 
     # -- run.json -------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """The run's record: config, seed, per-round accuracy and seconds, placement."""
-        return run_manifest(
+        manifest = run_manifest(
             self.graph,
             self.records,
             self.placement,
@@ -306,6 +385,9 @@ class Session:
             started=self.started,
             extra=self.extra,
         )
+        if self.shard_plan is not None:
+            manifest["shards"] = self.shard_plan.as_dict()
+        return manifest
 
     def write_manifest(self) -> None:
         """Write ``run.json`` atomically."""

@@ -13,9 +13,12 @@ moments; K x K pair counts; K-vectors of the forward-backward chain).
 :class:`RayShards` counts the pickled bytes of everything that comes back to
 the driver and of every argument it sends, per round.
 
-Not wired into ``serket-ray run`` yet (the VAE is not sharded, and the session
-routes whole messages): this is the group, its placement and its measured
-traffic, used by ``bench/shards.py`` and ``tests/test_shard_group.py``.
+:class:`ShardedPipeline` is the stand-alone group (GMM + MM only), used by
+``bench/shards.py`` and ``tests/test_shard_group.py``.  A whole run
+(``serket-ray run --shards S``) uses :class:`orchestrator.shard_run.ShardedGroup`
+instead, whose Ray calls are :class:`RayShardOps` below (its actors in the run's
+own placement group, beside the VAE's bundle) and whose traffic is counted by
+the same :class:`RayShards`.
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ class MMShardActor(MMShard):
 class RayShards:
     """:class:`actors.shard_core.Shards` over Ray actors, counting the bytes the driver sends and receives."""
 
-    def __init__(self, actors: Sequence[Any]) -> None:
+    def __init__(self, actors: Sequence[Any], timeout: float | None = None) -> None:
         import ray
 
         self._ray = ray
+        self.timeout = timeout  # seconds a call may take before it fails with GetTimeoutError (None: no limit)
         self.actors = list(actors)
         self.n_shards = len(self.actors)
         self.received = 0
@@ -105,12 +109,12 @@ class RayShards:
     def map(self, method: str, *args: Any, per_shard: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         extra = per_shard or [()] * self.n_shards
         refs = [getattr(a, method).remote(*args, *e) for a, e in zip(self.actors, extra, strict=True)]
-        results = self._ray.get(refs)
+        results = self._ray.get(refs, timeout=self.timeout)
         self._count((args, list(extra)), results)
         return results
 
     def call(self, index: int, method: str, *args: Any) -> Any:
-        result = self._ray.get(getattr(self.actors[index], method).remote(*args))
+        result = self._ray.get(getattr(self.actors[index], method).remote(*args), timeout=self.timeout)
         self._count(args, [result])
         return result
 
@@ -253,3 +257,63 @@ class ShardedPipeline:
         for a in self.gmm_shards.actors + self.mm_shards.actors:
             ray.kill(a)
         remove_placement_group(self.pg)
+
+
+class RayShardOps:
+    """What :class:`orchestrator.shard_run.ShardedGroup` asks of Ray: shard actors in the run's placement group.
+
+    Parameters
+    ----------
+    executor : orchestrator.executor.RayExecutor
+        The run's executor (its placement group holds the shards' bundles).
+    threads : int
+        BLAS threads of every shard actor (the run's ``threads``).
+    timeout : float, optional
+        Seconds one call to the shards may take (the session's ``timeout``): a hung shard then
+        counts as dead and is replaced.
+    alive_timeout : float
+        Seconds a shard may take to answer before it counts as dead.
+    """
+
+    backend = "ray"
+
+    def __init__(self, executor: Any, threads: int, timeout: float | None = None, alive_timeout: float = 30.0) -> None:
+        import ray
+
+        self._ray = ray
+        self.executor, self.threads, self.alive_timeout = executor, int(threads), float(alive_timeout)
+        self.timeout = timeout
+
+    def start(self, label: str, cls: type, args: tuple[Any, ...], resources: dict[str, Any], bundle: int | None) -> Any:
+        actor = self.executor.start(label, cls, args, resources, bundle=bundle)
+        self.executor.set_threads(actor, self.threads)
+        return actor
+
+    def shards(self, workers: list[Any]) -> RayShards:
+        return RayShards(workers, timeout=self.timeout)
+
+    def ref(self, worker: Any, method: str, *args: Any) -> Any:
+        return getattr(worker, method).remote(*args)
+
+    def get(self, ref: Any) -> Any:
+        return self._ray.get(ref)
+
+    def alive(self, worker: Any) -> bool:
+        """Whether the actor answers within ``alive_timeout`` seconds."""
+        from ray import exceptions as rex
+
+        try:
+            self._ray.get(worker.ready.remote(), timeout=self.alive_timeout)
+            return True
+        except (rex.RayActorError, rex.GetTimeoutError, rex.ObjectLostError):
+            return False
+
+    def assemble(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` as a task in the cluster (no CPU: it only concatenates); its result's reference."""
+        return self._ray.remote(num_cpus=0)(fn).remote(*args)
+
+    def kill(self, worker: Any) -> None:
+        self.executor.kill(worker)
+
+    def where(self, worker: Any) -> dict[str, Any]:
+        return self.executor.node_of(worker)

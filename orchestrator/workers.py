@@ -58,6 +58,7 @@ def check_resources(resources: dict[str, Any] | None, graph: Graph, backend: str
     if not isinstance(resources, dict):
         raise ConfigError(f"resources should map module names or kinds to actor options, got {resources!r}")
     known = {m.name for m in graph.learnable} | {m.kind for m in graph.learnable}
+    # "shards" and "sharded" in a module's entry are checked by orchestrator.shard_plan.shard_plan
     for key, value in resources.items():
         if key not in known:
             raise ConfigError(f"resources key {key!r} names no module of the graph; use one of {sorted(known)}")
@@ -65,7 +66,9 @@ def check_resources(resources: dict[str, Any] | None, graph: Graph, backend: str
             raise ConfigError(
                 f"resources[{key!r}] should be \"auto\" or actor options like {{'num_cpus': 1}}, got {value!r}"
             )
-        shards = value.get("shards", 1) if isinstance(value, dict) else 1
+        # the VAE's "shards" (its data-parallel group) needs Ray; the GMM's and MM's are shard_plan's
+        vae_entry = key == "vae" or any(m.name == key and m.kind == "vae" for m in graph.learnable)
+        shards = value.get("shards", 1) if isinstance(value, dict) and vae_entry else 1
         if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
             raise ConfigError(f"resources[{key!r}]['shards'] should be a positive integer, got {shards!r}")
         if shards > 1 and backend != "ray":
@@ -131,6 +134,12 @@ class WorkerPool:
         self.bundles: dict[Module, int | None] = {}
         #: Data-parallel VAEs: module -> (shards, each shard's actor options, each shard's bundle)
         self.groups: dict[Module, tuple[int, dict[str, Any], list[int | None]]] = {}
+        # issue 12: modules run as shard groups elsewhere (orchestrator.shard_run) get no worker here, but
+        # their shards' bundles are reserved in the same placement group (set before open()).
+        self.skip: set[str] = set()
+        self.extra_options: list[dict[str, Any]] = []
+        self.extra_labels: list[str] = []
+        self.extra_bundles: list[int | None] = []
 
     def open(self) -> Any:
         """Start the executor and reserve every worker's resources at once; returns the executor.
@@ -141,7 +150,7 @@ class WorkerPool:
             The cluster cannot give the run what it asks for within ``reserve_timeout`` seconds.
         """
         executor = RayExecutor(self.address) if self.backend == "ray" else LocalExecutor()
-        learnable = list(self.graph.learnable)
+        learnable = [m for m in self.graph.learnable if m.name not in self.skip]
         self.actor_resources = {m: self.resources_for(m) for m in learnable}  # fixed for the run: restarts reuse them
         shards = {m: split_shards(m, self.actor_resources[m]) for m in learnable}
         asked, labels, owner = [], [], []
@@ -150,7 +159,14 @@ class WorkerPool:
             asked += [each] * count
             labels += [self.graph.name(m) if count == 1 else f"{self.graph.name(m)} shard {i}" for i in range(count)]
             owner += [m] * count
-        bundles = executor.reserve(asked, labels=labels, strategy=self.placement_strategy, timeout=self.reserve_timeout)
+        bundles = executor.reserve(
+            asked + list(self.extra_options),
+            labels=labels + list(self.extra_labels),
+            strategy=self.placement_strategy,
+            timeout=self.reserve_timeout,
+        )
+        self.extra_bundles = list(bundles[len(asked) :])
+        bundles = bundles[: len(asked)]
         self.bundles, self.groups = {}, {}
         for m in learnable:
             mine = [b for b, o in zip(bundles, owner, strict=True) if o is m]

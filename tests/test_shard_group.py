@@ -52,7 +52,7 @@ def test_shards_key_in_resources_is_one_or_a_clear_error() -> None:
     from orchestrator.executor import actor_options
 
     assert actor_options({"num_cpus": 1, "shards": 1}) == actor_options({"num_cpus": 1}) == {"num_cpus": 1}
-    with pytest.raises(ConfigError, match="'shards': 4 is not wired into a whole run yet"):
+    with pytest.raises(ConfigError, match="'shards': 4 is not an actor option"):
         actor_options({"shards": 4})
     with pytest.raises(ConfigError, match="'shards' should be a positive integer, got 0"):
         actor_options({"shards": 0})
