@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from orchestrator.polling import ProgressCallback, ProgressWatch
 from orchestrator.retries import with_retries
 from orchestrator.run_dir import UpdateRecord, last_updates, load_state, saved_message, update_dir
 from orchestrator.run_json import checkpoint_update, run_manifest, write_run_json
+from orchestrator.storage import RemotePath, resolve
 from orchestrator.workers import WorkerPool, check_resources
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ class Session:
     Parameters
     ----------
     graph : Graph
-    out_dir : path
-        Where ``module%03d_<name>/`` directories and ``run.json`` go.
+    out_dir : path, URI or RemotePath
+        Where ``module%03d_<name>/`` directories and ``run.json`` go: a local path
+        or a ``pyarrow.fs`` URI (``s3://bucket/run``; :mod:`orchestrator.storage`).
     seed : int
         Root seed; each module gets a child ``SeedSequence`` in graph order.
     address : str, optional
@@ -79,7 +80,7 @@ class Session:
     def __init__(
         self,
         graph: Graph,
-        out_dir: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | RemotePath,
         seed: int = 0,
         address: str | None = None,
         backend: str = "ray",
@@ -94,7 +95,7 @@ class Session:
         _check_options(threads, backend, seed)
         self.threads = int(threads)
         self.graph = graph
-        self.out_dir = Path(out_dir)
+        self.out_dir = resolve(out_dir)
         self.seed = int(seed)
         self.address = address
         self.backend = backend

@@ -28,8 +28,9 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from orchestrator.storage import resolve
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -175,8 +176,8 @@ class Kept:
 def what_was_kept(out_dir: str | os.PathLike[str] | None) -> Kept:
     """Where the run in ``out_dir`` stands (see :class:`Kept`)."""
     try:
-        manifest = json.loads((Path(out_dir) / "run.json").read_text()) if out_dir is not None else None
-    except (OSError, ValueError):
+        manifest = json.loads((resolve(out_dir, probe=False) / "run.json").read_text()) if out_dir is not None else None
+    except (OSError, ValueError):  # ConfigError (a URI pyarrow cannot read) is a ValueError
         manifest = None
     if not isinstance(manifest, dict):
         return Kept(None, None, None)
