@@ -192,7 +192,8 @@ class ObjectLock:
         old = _read_remote(self.path)
         if old:
             same_host = old.get("host") == host
-            if same_host and _alive(old.get("pid")):
+            mine_before = same_host and old.get("pid") == os.getpid()  # left by this process (its delete failed)
+            if same_host and not mine_before and _alive(old.get("pid")):
                 raise LockError(f"{out_dir} is in use by {_describe(old)}; wait for it to end or stop it first")
             if not same_host and not force:
                 raise LockError(

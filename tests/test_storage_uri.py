@@ -59,11 +59,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Server:
+    """moto's S3 server on ``port``; its buckets and objects outlive a stop (they are moto's, in this process)."""
+
+    def __init__(self, port: int) -> None:
+        from moto.server import ThreadedMotoServer  # the test extra's moto[server]
+
+        self.port, self.cls, self.running = port, ThreadedMotoServer, None
+        self.start()
+
+    def start(self) -> None:
+        self.running = self.cls(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.running.start()
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
+_SERVER: list[Server] = []
+
+
 @pytest.fixture(scope="module")
 def s3() -> str:
     """A moto S3 server on a free 127.0.0.1 port with one bucket; the URI query that reaches it."""
-    from moto.server import ThreadedMotoServer  # the test extra's moto[server]
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # its request log
     keys = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -74,8 +94,8 @@ def s3() -> str:
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(keys)
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = Server(port)
+    _SERVER.append(server)
     try:
         query = f"endpoint_override=127.0.0.1:{port}&scheme=http"
         fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}?{query}&allow_bucket_creation=true")
@@ -83,6 +103,7 @@ def s3() -> str:
         yield query
     finally:
         server.stop()
+        _SERVER.clear()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -179,3 +200,28 @@ def test_the_s3_lock_object_is_honoured(reference, s3, capsys) -> None:
     with runlock.hold(out, "test", force=True) as held:
         assert held.held and socket.gethostname() in lock_path.read_text()
     assert not lock_path.exists()
+
+
+def test_an_s3_server_lost_mid_run_stops_with_one_line_and_resume_is_byte_identical(
+    reference, s3, monkeypatch, capsys
+) -> None:
+    data_args, _, files = reference
+    uri = f"s3://{BUCKET}/lost?{s3}"
+    real_put, calls = storage.put, []
+
+    def put_then_lose_the_server(path, data):
+        calls.append(str(path))
+        if len(calls) == 14:  # an object of round 0's GMM update: the server goes away before its upload
+            _SERVER[0].stop()
+        return real_put(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "put", put_then_lose_the_server)
+        status, err = _quiet_main(capsys, "run", *data_args, *TINY, "--rounds", "2", "--storage", uri)
+    _SERVER[0].start()
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith(f"serket-ray: error: cannot write {calls[-1]}: ") and "connect" in err[0], err
+    assert "module002_gmm/000/" in calls[-1] and "; stopped in round 1, module002_gmm; 1 of 6 updates" in err[0]
+    assert (storage.resolve(uri) / runlock.LOCK_NAME).exists()  # its delete failed too: the next run takes it over
+    assert _quiet_main(capsys, "resume", uri, "--quiet")[0] == 0
+    assert _objects(uri) == files
