@@ -19,7 +19,7 @@ import pytest
 from cli_runs import small_data, snapshot
 
 from messages.errors import LockError
-from orchestrator import runlock, storage
+from orchestrator import Orchestrator, runlock, storage
 from orchestrator.cli import main
 from orchestrator.report import FIGURES
 
@@ -125,6 +125,8 @@ def test_an_s3_run_resume_recog_and_report_equal_a_local_run(reference, s3, tmp_
     assert _run("resume", uri, "--rounds", "2", "--quiet") == 0
     assert _objects(uri) == files, "the S3 run's objects differ from the local run's files"
     assert not (storage.resolve(uri) / runlock.LOCK_NAME).exists()
+    done = Orchestrator.resume(uri, backend="local")  # the Python API takes the URI as it is
+    assert done.already_complete and done.out_dir == storage.resolve(uri) and len(done.accuracy) == 2
 
     # recognition from the S3 model equals recognition from the local one (into a local and an S3 output)
     recog = ["--data", data_args[1], "--data-key", "x", "--labels", data_args[1], "--labels-key", "y", "--quiet"]
