@@ -169,11 +169,14 @@ def test_bad_storage_uris_are_one_line_and_write_nothing(reference, s3, tmp_path
         assert status == 2 and len(err) == 1 and says in err[0], (uri, err)
         assert "secret" not in err[0] and "endpoint_override" not in err[0]
         assert time.perf_counter() - t0 < 30, f"{uri} took {time.perf_counter() - t0:.0f} s to refuse"
-        if "reachable" not in says:  # (pyarrow's own retries take seconds there)
-            status, err = _quiet_main(capsys, "resume", uri)
-            assert status == 2 and len(err) == 1 and says in err[0], (uri, err)
+        if "reachable" in says:  # (pyarrow's own retries take seconds there: run only)
+            continue
+        recog = ["recog", "--model", uri, "--data", data_args[1], "--data-key", "x", "--out", str(tmp_path / "r")]
+        for args in (["resume", uri], ["report", uri], recog):
+            status, err = _quiet_main(capsys, *args)
+            assert status == 2 and len(err) == 1 and says in err[0], (args, err)
     assert sorted(i.path for i in fs.get_file_info(pafs.FileSelector(BUCKET, recursive=True))) == listed
-    assert not Path("foo:").exists() and not (tmp_path / "foo:").exists()
+    assert not Path("foo:").exists() and not (tmp_path / "foo:").exists() and not (tmp_path / "r").exists()
 
 
 def test_the_s3_lock_object_is_honoured(reference, s3, capsys) -> None:
