@@ -30,7 +30,6 @@ import posixpath
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -155,16 +154,11 @@ class RemotePath:
 PROBE_SECONDS = 30.0
 
 #: A run's directory: a local one, or one on a remote file system.
-RunPath = Union[Path, RemotePath]  # noqa: UP007 - a runtime alias, also used in isinstance-free annotations
+RunPath = Path | RemotePath
 
 
 def _is_object_store(fs: pafs.FileSystem) -> bool:
     return fs.type_name in ("s3", "gcs")
-
-
-def is_remote(path: object) -> bool:
-    """Whether ``path`` is on a remote file system (a :class:`RemotePath`)."""
-    return isinstance(path, RemotePath)
 
 
 def resolve(where: str | os.PathLike[str] | RemotePath, probe: bool = True) -> RunPath:
@@ -199,7 +193,7 @@ def resolve(where: str | os.PathLike[str] | RemotePath, probe: bool = True) -> R
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
         raise ConfigError(
             f"storage {shown} should be a local path or a pyarrow.fs URI (file://, s3://, gs://, hdfs://), "
-            f"got: {first_line(exc)}"
+            f"got: {first_line(exc).replace(text, shown)}"
         ) from None
     if isinstance(fs, pafs.LocalFileSystem):
         return Path(path)
@@ -246,12 +240,14 @@ def _without_query(uri: str) -> str:
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (pyarrow's can run over several)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
 
 def put(path: RemotePath, data: bytes) -> None:
-    """Write ``data`` as the whole object ``path`` (one PUT: readers never see part of it).
+    """Write ``data`` as the whole object ``path``: pyarrow's S3 stream makes the object visible only
+    once complete (one PUT, or a multipart upload completed at close), so a reader never sees part of it.
 
     Raises
     ------
