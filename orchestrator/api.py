@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from actors.module import Module
@@ -19,6 +18,7 @@ from orchestrator.executor import check_address
 from orchestrator.graph import build_graph
 from orchestrator.run_dir import UpdateRecord
 from orchestrator.session import DEFAULT_THREADS, ProgressCallback, Session
+from orchestrator.storage import RemotePath, RunPath, resolve
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,13 @@ class RunResult:
         Per round, module directory name -> wall seconds of its update.
     total_seconds : float
         Wall time of ``run`` including start-up.
-    out_dir : Path
+    out_dir : Path or RemotePath
     """
 
     accuracy: list[float]
     seconds: list[dict[str, float]]
     total_seconds: float
-    out_dir: Path
+    out_dir: RunPath
     already_complete: bool = False
 
     @property
@@ -50,7 +50,7 @@ class RunResult:
         return self.accuracy[-1] if self.accuracy else None
 
 
-def _recorded_graph(out: Path, manifest: dict[str, Any]) -> list[Module]:
+def _recorded_graph(out: RunPath, manifest: dict[str, Any]) -> list[Module]:
     """The modules of a CLI run, rebuilt from the recipe its run.json recorded."""
     if "cli" not in manifest:
         raise CheckpointError(
@@ -71,7 +71,7 @@ def _recorded_shards(manifest: dict[str, Any], options: dict[str, Any]) -> None:
         options.update(shards=recorded["n_shards"], sharded=True, shard_block=recorded["block"])
 
 
-def _result(manifest: dict[str, Any], total: float, out_dir: Path, complete: bool = False) -> RunResult:
+def _result(manifest: dict[str, Any], total: float, out_dir: RunPath, complete: bool = False) -> RunResult:
     return RunResult(
         accuracy=[r["accuracy"] for r in manifest["rounds"] if "accuracy" in r],
         seconds=[r["seconds"] for r in manifest["rounds"]],
@@ -88,8 +88,10 @@ class Orchestrator:
     ----------
     modules : Module or list of Module
         Any module(s) of the connected graph (all connected modules are used).
-    out_dir : path
-        Output directory.
+    out_dir : path, URI or RemotePath
+        Output directory: a local path or a ``pyarrow.fs`` URI such as
+        ``"s3://bucket/run?endpoint_override=host:port&scheme=http"`` (see
+        :mod:`orchestrator.storage`).
     seed : int
     address : str, optional
         "auto" or host:port of an existing Ray cluster; a local Ray otherwise.
@@ -107,7 +109,7 @@ class Orchestrator:
     def __init__(
         self,
         modules: Module | list[Module],
-        out_dir: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | RemotePath,
         seed: int = 0,
         address: str | None = None,
         resources: dict[str, Any] | None = None,
@@ -173,7 +175,7 @@ class Orchestrator:
     @classmethod
     def resume(
         cls,
-        out_dir: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | RemotePath,
         modules: Module | list[Module] | None = None,
         rounds: int | None = None,
         address: str | None = None,
@@ -187,8 +189,8 @@ class Orchestrator:
 
         Parameters
         ----------
-        out_dir : path
-            A run's output directory (with its ``run.json``).
+        out_dir : path, URI or RemotePath
+            A run's output directory (with its ``run.json``), local or remote.
         modules : Module or list of Module, optional
             The same graph the run was started with; rebuilt from the recorded
             command line when the run was started by ``serket-ray run``.
@@ -203,7 +205,7 @@ class Orchestrator:
         CheckpointError
             Damaged files (named with their paths), or a different config or data.
         """
-        out = Path(out_dir)
+        out = resolve(out_dir)
         run_dir.load_manifest(out)  # says clearly when out is not a run, before anything is locked
         with runlock.hold(out, "Orchestrator.resume"):
             return cls._resume_locked(
@@ -213,7 +215,7 @@ class Orchestrator:
     @classmethod
     def _resume_locked(
         cls,
-        out: Path,
+        out: RunPath,
         modules: Module | list[Module] | None,
         rounds: int | None,
         address: str | None,

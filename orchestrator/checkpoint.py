@@ -17,6 +17,11 @@ A write that fails (no space left, read-only file system, quota, I/O error)
 raises :class:`messages.errors.StorageError` naming the file and the cause,
 after removing what it had half written: the temporary round directory or the
 temporary file.  Nothing a resume reads is ever left half written.
+
+A run on a remote file system (:class:`orchestrator.storage.RemotePath`, e.g.
+``s3://bucket/run``) builds each round directory the same way in a local
+temporary directory, byte for byte, then uploads every file whole under its
+final name; ``run.json`` is written after the files it names.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,8 @@ import pyarrow.ipc as ipc
 from actors.state import WorkerState
 from messages import Message
 from messages.errors import StorageError
+from orchestrator import storage
+from orchestrator.storage import RemotePath, RunPath
 
 FORMAT_VERSION = 1
 
@@ -118,13 +126,15 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def read_table(path: Path) -> pa.Table:
-    """Read an Arrow IPC file written by :func:`write_table`."""
+def read_table(path: RunPath) -> pa.Table:
+    """Read an Arrow IPC file written by :func:`write_table` (local or remote)."""
+    if isinstance(path, RemotePath):
+        return ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
     with pa.memory_map(str(path), "r") as source:
         return ipc.open_file(source).read_all()
 
 
-def read_message(path: Path) -> Message:
+def read_message(path: RunPath) -> Message:
     """Read a message checkpoint."""
     return Message.from_table(read_table(path))
 
@@ -137,8 +147,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename.
+def atomic_write_bytes(path: RunPath, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename (remote: one whole object).
 
     Raises
     ------
@@ -146,6 +156,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         The file could not be written; ``path`` keeps its old content and the
         temporary file is removed.
     """
+    if isinstance(path, RemotePath):
+        storage.put(path, data)
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with _removed_on_failure(tmp, path):
@@ -156,7 +169,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_json(path: RunPath, obj: Any) -> None:
     """Write JSON atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
@@ -182,8 +195,13 @@ def fault_point(phase: str) -> None:
 _FAULT_COUNTS: dict[str, int] = {}
 
 
-def remove_leftovers(out_dir: Path) -> None:
-    """Delete temporary round directories and files a killed writer left behind."""
+def remove_leftovers(out_dir: RunPath) -> None:
+    """Delete temporary round directories and files a killed writer left behind.
+
+    A remote run has none: nothing is written there under a temporary name.
+    """
+    if isinstance(out_dir, RemotePath):
+        return
     for path in sorted(Path(out_dir).glob("module*/.*")):
         if ".tmp-" in path.name or ".old-" in path.name:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -192,7 +210,7 @@ def remove_leftovers(out_dir: Path) -> None:
 
 
 def write_update(
-    module_dir: Path,
+    module_dir: RunPath,
     round_index: int,
     messages: dict[str, Message],
     report: dict[str, Any],
@@ -204,7 +222,7 @@ def write_update(
 
     Parameters
     ----------
-    module_dir : Path
+    module_dir : Path or RemotePath
         ``<out>/<module>``.
     round_index : int
     messages : dict
@@ -225,6 +243,8 @@ def write_update(
     files : dict
         File name -> SHA-256 of every file in the round directory.
     """
+    if isinstance(module_dir, RemotePath):
+        return _write_remote_update(module_dir, round_index, messages, report, state, meta, export)
     final = module_dir / f"{round_index:03d}"
     tmp = module_dir / f".{round_index:03d}.tmp-{os.getpid()}"
     try:
@@ -252,6 +272,37 @@ def write_update(
         atomic_write_bytes(module_dir / txt.name, txt.read_bytes())
     fault_point("after-copy")
     return exported, {p.name: sha256_file(p) for p in sorted(final.iterdir())}
+
+
+def _write_remote_update(
+    module_dir: RemotePath,
+    round_index: int,
+    messages: dict[str, Message],
+    report: dict[str, Any],
+    state: WorkerState,
+    meta: dict[str, Any],
+    export: Any,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`write_update` into a local temporary directory, then each file uploaded whole.
+
+    The round's files go first (an older directory of that round is emptied
+    first, as a local rerun replaces it), then the last round's text copies.  A
+    failed upload raises :class:`StorageError` naming the remote file; what was
+    uploaded of the round is not named by ``run.json`` yet, so no reader trusts it.
+    """
+    with tempfile.TemporaryDirectory(prefix="serket-ray-stage-") as stage:
+        local_module = Path(stage) / module_dir.name
+        exported, files = write_update(local_module, round_index, messages, report, state, meta, export)
+        final = module_dir / f"{round_index:03d}"
+        try:
+            final.fs.delete_dir_contents(final.path, missing_dir_ok=True)
+        except OSError as exc:
+            raise StorageError(final, exc.errno, storage.first_line(exc)) from None
+        for name in files:
+            storage.upload_file(local_module / f"{round_index:03d}" / name, final / name)
+        for txt in sorted(local_module.glob("*.txt")):
+            storage.upload_file(txt, module_dir / txt.name)
+    return exported, files
 
 
 def _fill(
@@ -298,10 +349,10 @@ def _final_name(exc: OSError, tmp: Path, final: Path) -> Path:
         return where
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+def sha256_file(path: RunPath) -> str:
+    """Hex SHA-256 of a file's bytes (local or remote)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with path.open_input_stream() if isinstance(path, RemotePath) else open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

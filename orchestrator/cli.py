@@ -78,7 +78,9 @@ def _storage_error_line(exc: StorageError, command: str, out: Any) -> str:
     if command not in ("run", "resume"):
         return f"serket-ray: error: {exc}"
     kept = stopping.what_was_kept(out)
-    if kept.complete:
+    if kept.unreadable:
+        then = f"; once it answers, `serket-ray resume {out}` continues from the last update run.json records"
+    elif kept.complete:
         then = "; the run itself is complete"
     else:
         then = f"; make room, then `serket-ray resume {out}` continues" if kept.resumable else "; nothing to resume"

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from messages.errors import SerketRayError
-from orchestrator import runlock
+from orchestrator import runlock, storage
 from orchestrator.inputs import DataSource, RunInputs, load_run_inputs
 from orchestrator.progress import ProgressDisplay
 from orchestrator.recipe import TutorialRecipe
 from orchestrator.runlock import LOCK_NAME
+from orchestrator.storage import RunPath
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output directory unless ``overwrite``."""
+def check_out_dir(out: RunPath, overwrite: bool) -> None:
+    """Refuse a non-empty output directory (local or remote) unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise SerketRayError(f"--out should be a directory, got an existing file: {out}")
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not overwrite:
@@ -28,7 +29,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise SerketRayError(f"--out {out} already holds {what}; choose another directory or pass --overwrite")
 
 
-def _summarise(result: Any, args: Any, out: Path) -> dict[str, Any]:
+def _summarise(result: Any, args: Any, out: RunPath) -> dict[str, Any]:
     summary = {
         "out": str(out),
         "accuracy": result.accuracy,
@@ -59,7 +60,7 @@ def _load_and_import(recipe: TutorialRecipe) -> RunInputs:
     return got
 
 
-def _load_while_ray_starts(recipe: TutorialRecipe, args: Any, out: Path) -> RunInputs:
+def _load_while_ray_starts(recipe: TutorialRecipe, args: Any, out: RunPath) -> RunInputs:
     """``recipe.load()``; for a large data file on Ray, the local Ray starts meanwhile.
 
     Ray starts in this (main) thread, as ``ray.init`` needs, while a thread reads the
@@ -95,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.data import describe
 
     # Everything is checked before any actor starts.
-    out = Path(args.out)
+    out = storage.resolve(args.out)  # a bad storage URI is the first thing said
     recipe = TutorialRecipe.from_options(args)
     data, labels, lengths, source = _load_while_ray_starts(recipe, args, out)
     modules = recipe.build(data, labels, lengths)
@@ -136,7 +137,7 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     """Write ``OUT/report/index.html`` and its figures for a run."""
     from orchestrator.report import make_report
 
-    report = make_report(args.out, labels=args.labels, labels_key=args.labels_key)
+    report = make_report(storage.resolve(args.out), labels=args.labels, labels_key=args.labels_key)
     if not args.quiet:
         for note in report.notes:
             print(f"note: {note}")
@@ -158,7 +159,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     recipe = TutorialRecipe.from_options(args)
     data, labels, lengths, source = recipe.load()
     recipe.build(data, labels, lengths)
-    out = Path(args.out)
+    out = storage.resolve(args.out)
     for seed in args.seeds:
         check_out_dir(out / f"seed_{seed}", args.overwrite)
     check_address(args.address)
@@ -206,7 +207,8 @@ def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.recog import recognise
     from orchestrator.run_dir import load_manifest
 
-    load_manifest(args.model)
+    model = storage.resolve(args.model)
+    load_manifest(model)
     data, labels, lengths, source = load_run_inputs(
         DataSource(
             data=args.data,
@@ -218,9 +220,9 @@ def cmd_recog(args: argparse.Namespace) -> dict[str, Any]:
             sequence_key=args.sequence_key,
         )
     )
-    out = Path(args.out)
+    out = storage.resolve(args.out)
     check_out_dir(out, args.overwrite)
-    result = recognise(args.model, data, out, labels=labels, use_mm=not args.no_mm, lengths=lengths)
+    result = recognise(model, data, out, labels=labels, use_mm=not args.no_mm, lengths=lengths)
     summary = {
         "out": str(out),
         "n_points": int(data.shape[0]),
@@ -240,12 +242,13 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator import Orchestrator
     from orchestrator.run_dir import load_manifest
 
-    manifest = load_manifest(args.out)
-    _lock(Path(args.out), "serket-ray resume", args.force_unlock)
+    out = storage.resolve(args.out)
+    manifest = load_manifest(out)
+    _lock(out, "serket-ray resume", args.force_unlock)
     rounds = args.rounds or manifest.get("target_rounds") or 0
     shown = ProgressDisplay(rounds, args.quiet)
     result = Orchestrator.resume(
-        args.out,
+        out,
         rounds=args.rounds,
         address=args.address,
         from_last_intact=args.from_last_intact,
@@ -260,10 +263,10 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     )
     if result.already_complete and not args.quiet:
         print(f"{args.out} is already complete ({rounds} rounds); nothing changed")
-    return _summarise(result, args, Path(args.out))
+    return _summarise(result, args, out)
 
 
-def _lock(out: Path, command: str, force: bool) -> None:
+def _lock(out: RunPath, command: str, force: bool) -> None:
     """Take ``out``'s run lock until this command ends (released by :func:`main`)."""
     if out.exists() and not out.is_dir():
         return  # check_out_dir says what is wrong

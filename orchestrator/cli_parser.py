@@ -192,7 +192,13 @@ def _add_run(sub: Any) -> None:
     """``serket-ray run``: learn the model."""
     run = sub.add_parser("run", help="learn the VAE + GMM + MM model")
     _add_graph_options(run)
-    run.add_argument("--out", default="serket-out", help="output directory (default: %(default)s)")
+    run.add_argument(
+        "--out",
+        "--storage",
+        dest="out",
+        default="serket-out",
+        help="output directory, or a pyarrow.fs URI such as file:///abs/dir or s3://bucket/run (default: %(default)s)",
+    )
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output directory")
     run.add_argument("--seed", type=_non_negative_int, default=0)
     _add_cluster_options(run)
@@ -247,14 +253,14 @@ def _add_sweep(sub: Any) -> None:
 def _add_recog(sub: Any) -> None:
     """``serket-ray recog``: classify novel data with a learned model."""
     rec = sub.add_parser("recog", help="classify novel data with a learned model (no training)")
-    rec.add_argument("--model", required=True, help="output directory of a learning run")
+    rec.add_argument("--model", required=True, help="output directory (or storage URI) of a learning run")
     rec.add_argument("--data", required=True, help="data file (same formats as run)")
     rec.add_argument("--labels", help="labels file (only for scoring)")
     rec.add_argument("--data-key")
     rec.add_argument("--labels-key")
     _add_sequence_options(rec)
     rec.add_argument("--scale", choices=SCALE_MODES, default="none")
-    rec.add_argument("--out", required=True, help="where to write class_recog.txt etc.")
+    rec.add_argument("--out", required=True, help="where to write class_recog.txt etc. (a directory or storage URI)")
     rec.add_argument("--overwrite", action="store_true")
     rec.add_argument("--no-mm", action="store_true", help="ignore the learned transitions")
     rec.add_argument("--quiet", action="store_true")
@@ -264,7 +270,7 @@ def _add_recog(sub: Any) -> None:
 def _add_resume(sub: Any) -> None:
     """``serket-ray resume``: continue a run."""
     res = sub.add_parser("resume", help="continue a run from its last completed update")
-    res.add_argument("out", help="the run's output directory")
+    res.add_argument("out", help="the run's output directory or storage URI")
     res.add_argument("--rounds", type=_positive_int, help="total rounds wanted (default: as started)")
     res.add_argument(
         "--from-last-intact", action="store_true", help="skip damaged checkpoints: continue from the last intact update"
@@ -294,7 +300,7 @@ def _add_resume(sub: Any) -> None:
 def _add_report(sub: Any) -> None:
     """``serket-ray report``: the HTML report of a run."""
     rep = sub.add_parser("report", help="write an HTML report with figures of a run to OUT/report/index.html")
-    rep.add_argument("out", help="the run's output directory")
+    rep.add_argument("out", help="the run's output directory or storage URI")
     rep.add_argument("--labels", help="labels file (same formats as run); default: those the run recorded, if any")
     rep.add_argument("--labels-key", help="array (.npz) or column (Parquet/Feather) holding the labels")
     rep.add_argument("--quiet", action="store_true", help="print only errors")

@@ -10,13 +10,16 @@ sequence under the learned transitions (:meth:`MMWorker.message`).  Novel data
 of many sequences (``lengths``) is recognised per sequence: each starts from the
 learned initial distribution (uniform when the model learned from one sequence).
 The text files are written by the same :func:`actors.serket_text.export_text` as
-learning's.
+learning's.  The model and the output may each be a local path or a remote
+``pyarrow.fs`` URI (:mod:`orchestrator.storage`); a remote output is written in a
+local temporary directory and each file uploaded whole, ``recog.json`` last.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,10 @@ from actors.serket_text import export_text
 from actors.vae import VAEWorker
 from messages import as_lengths
 from messages.errors import CheckpointError, DataError
-from orchestrator import checkpoint
+from orchestrator import checkpoint, storage
 from orchestrator.checkpoint import atomic_write_json
 from orchestrator.run_dir import last_intact_updates, load_manifest, load_state, update_dir
+from orchestrator.storage import RemotePath, RunPath
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +54,20 @@ class RecogResult:
     accuracy : float or None
         With labels: the fraction of points whose cluster is matched to their label
         as in training (the GMM's last update); matched anew only when training had no labels.
-    out_dir : Path
+    out_dir : Path or RemotePath
     """
 
     classes: np.ndarray
     probs: np.ndarray
     z: np.ndarray
     accuracy: float | None
-    out_dir: Path
+    out_dir: RunPath
 
 
 def recognise(
-    model_dir: str | Path,
+    model_dir: str | Path | RemotePath,
     data: np.ndarray,
-    out_dir: str | Path,
+    out_dir: str | Path | RemotePath,
     labels: np.ndarray | None = None,
     use_mm: bool = True,
     encoder: torch.nn.Module | None = None,
@@ -88,7 +92,15 @@ def recognise(
         ``lengths`` are not positive integers summing to N.
     """
     lengths = as_lengths(lengths, int(data.shape[0]), "lengths", DataError)
-    model = Path(model_dir)
+    target = storage.resolve(out_dir)
+    if isinstance(target, RemotePath):
+        with tempfile.TemporaryDirectory(prefix="serket-ray-recog-") as stage:
+            got = recognise(model_dir, data, stage, labels, use_mm, encoder, decoder, lengths)
+            files = sorted(p for p in Path(stage).rglob("*") if p.is_file() and p.name != "recog.json")
+            for path in [*files, Path(stage) / "recog.json"]:  # recog.json last
+                storage.upload_file(path, target / path.relative_to(stage).as_posix())
+        return dataclasses.replace(got, out_dir=target)
+    model = storage.resolve(model_dir)
     manifest = load_manifest(model)
     kinds = {name: info["kind"] for name, info in manifest["modules"].items()}
     updates = last_intact_updates(model, manifest, "the model")
@@ -98,7 +110,7 @@ def recognise(
     mm_name = next((n for n, k in kinds.items() if k == "mm"), None)
     if gmm_name is None or gmm_name not in last:
         raise CheckpointError(f"{model} should hold a learned GMM (at least one completed round), got none")
-    out = Path(out_dir)
+    out = Path(target)
     out.mkdir(parents=True, exist_ok=True)
     z = data
     if vae_name is not None:

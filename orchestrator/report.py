@@ -13,6 +13,10 @@ This module puts the page together; :mod:`orchestrator.report_inputs` reads the
 run and recovers its data, :mod:`orchestrator.report_figures` draws the figures
 (matplotlib's Agg canvas, no ``pyplot``) and :mod:`orchestrator.report_page`
 writes the HTML.
+
+A run on a remote file system (``s3://bucket/run``, :mod:`orchestrator.storage`)
+is read there the same way; its report is drawn in a local temporary directory
+and each file uploaded whole to ``<run>/report/``, ``index.html`` last.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import dataclasses
 import logging
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from actors.scoring import accuracy as matched_accuracy
 from messages.errors import CheckpointError
+from orchestrator import storage
 from orchestrator.report_figures import (
     Matching,
     match_clusters,
@@ -40,6 +46,7 @@ from orchestrator.report_figures import (
 )
 from orchestrator.report_inputs import ReportRun, open_run, recover_inputs
 from orchestrator.report_page import write_html
+from orchestrator.storage import RemotePath, RunPath
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +66,16 @@ class Report:
 
     Attributes
     ----------
-    index : Path
+    index : Path or RemotePath
         ``<out>/report/index.html``.
-    figures : dict of str to Path
+    figures : dict of str to Path or RemotePath
         Figure name (one of :data:`FIGURES`) -> PNG file, for the figures drawn.
     notes : list of str
         Why figures were left out, and other remarks shown on the page.
     """
 
-    index: Path
-    figures: dict[str, Path]
+    index: RunPath
+    figures: dict[str, RunPath]
     notes: list[str]
 
 
@@ -76,7 +83,7 @@ class Report:
 
 
 def make_report(
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | RemotePath,
     labels: str | os.PathLike[str] | np.ndarray | None = None,
     data: np.ndarray | None = None,
     labels_key: str | None = None,
@@ -85,8 +92,8 @@ def make_report(
 
     Parameters
     ----------
-    out_dir : path
-        A run's output directory (with its ``run.json``).
+    out_dir : path, URI or RemotePath
+        A run's output directory (with its ``run.json``), local or remote.
     labels : path or array_like, shape (N,), optional
         Labels of the N points (a file in any format of
         :func:`orchestrator.data.load_labels`, or an array); by default those the
@@ -108,11 +115,46 @@ def make_report(
     DataError
         ``labels`` cannot be read or has another length than the run's points.
     """
-    out = Path(out_dir)
+    out = storage.resolve(out_dir)
     run, notes = open_run(out)
     data, labels, source, more = recover_inputs(run, data, labels, labels_key)
     notes += more
-    report_dir = out / REPORT_DIR
+    if isinstance(out, RemotePath):
+        return _remote_report(out, run, data, labels, source, notes)
+    return _draw(out, out / REPORT_DIR, run, data, labels, source, notes)
+
+
+def _remote_report(
+    out: RemotePath,
+    run: ReportRun,
+    data: np.ndarray | None,
+    labels: np.ndarray | None,
+    source: str,
+    notes: list[str],
+) -> Report:
+    """:func:`_draw` into a local temporary directory; each file then uploaded whole, ``index.html`` last."""
+    target = out / REPORT_DIR
+    with tempfile.TemporaryDirectory(prefix="serket-ray-report-") as stage:
+        local = _draw(out, Path(stage), run, data, labels, source, notes)
+        for old in FIGURES:  # figures of an earlier report that this one did not redraw
+            if old not in local.figures:
+                (target / f"{old}.png").unlink(missing_ok=True)
+        for png in local.figures.values():
+            storage.upload_file(png, target / png.name)
+        storage.upload_file(local.index, target / local.index.name)
+    return Report(target / local.index.name, {k: target / v.name for k, v in local.figures.items()}, local.notes)
+
+
+def _draw(
+    out: RunPath,
+    report_dir: Path,
+    run: ReportRun,
+    data: np.ndarray | None,
+    labels: np.ndarray | None,
+    source: str,
+    notes: list[str],
+) -> Report:
+    """Draw the figures and write the page into the local directory ``report_dir``."""
     report_dir.mkdir(exist_ok=True)
     for old in FIGURES:  # figures of an earlier report that this one may not redraw
         (report_dir / f"{old}.png").unlink(missing_ok=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,18 +18,19 @@ from messages.errors import CheckpointError, SerketRayError
 from orchestrator import checkpoint
 from orchestrator.fingerprints import array_sha256, labels_sha256
 from orchestrator.run_dir import last_updates, load_manifest, records_of, saved_message
+from orchestrator.storage import RunPath
 
 
 @dataclasses.dataclass
 class ReportRun:
     """A run directory read back: its manifest and the last round of each module kind."""
 
-    out: Path
+    out: RunPath  # local or remote (orchestrator.storage)
     manifest: dict[str, Any]
     module_of: dict[str, str]  # kind ("vae", "gmm", "mm") -> module directory name
     last_round: dict[str, int]  # module directory name -> last completed round
 
-    def round_dir(self, kind: str, round_index: int | None = None) -> Path | None:
+    def round_dir(self, kind: str, round_index: int | None = None) -> RunPath | None:
         """``<out>/<module>/<round:03d>`` of a kind's module (its last round by default)."""
         name = self.module_of.get(kind)
         if name is None or name not in self.last_round:
@@ -63,7 +63,7 @@ class ReportRun:
 # --------------------------------------------------------------------------- reading the run
 
 
-def open_run(out_dir: Path) -> tuple[ReportRun, list[str]]:
+def open_run(out_dir: RunPath) -> tuple[ReportRun, list[str]]:
     """Read ``run.json`` and find the modules to report on.
 
     Raises

@@ -3,7 +3,8 @@
 Its manifest (``run.json``), the updates it records, which of them are intact
 (every file's SHA-256 as recorded), the last update of each module, a worker's
 saved state and a saved message.  Used by resume, the session's restore and
-restart, recognition, the report and the benchmarks.
+restart, recognition, the report and the benchmarks.  A run directory is a
+local path or a remote one (:mod:`orchestrator.storage`); both read alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from actors.state import WorkerState
 from messages import Message
 from messages.errors import CheckpointError
-from orchestrator import checkpoint
+from orchestrator import checkpoint, storage
+from orchestrator.storage import RunPath
 
 
 @dataclasses.dataclass
@@ -32,7 +34,7 @@ class UpdateRecord:
     attempts: int = 1
 
 
-def load_manifest(out_dir: str | Path) -> dict[str, Any]:
+def load_manifest(out_dir: str | Path | RunPath) -> dict[str, Any]:
     """Read ``<out>/run.json``.
 
     Raises
@@ -40,8 +42,12 @@ def load_manifest(out_dir: str | Path) -> dict[str, Any]:
     CheckpointError
         The directory or its manifest is missing or unreadable.
     """
-    path = Path(out_dir) / "run.json"
-    if not path.is_file():
+    path = storage.resolve(out_dir) / "run.json"
+    try:
+        found = path.is_file()
+    except OSError as exc:
+        raise CheckpointError(f"{path} should be readable, got: {storage.first_line(exc)}") from None
+    if not found:
         raise CheckpointError(f"{out_dir} should hold a serket-ray run (a run.json), got none at {path}")
     try:
         manifest = json.loads(path.read_text())
@@ -70,12 +76,12 @@ def records_of(manifest: dict[str, Any], where: str = "run.json") -> list[Update
     return records
 
 
-def update_dir(out_dir: Path, record: UpdateRecord) -> Path:
+def update_dir(out_dir: RunPath, record: UpdateRecord) -> RunPath:
     """``<out>/<module>/<round:03d>``: the checkpoint directory of one update."""
-    return Path(out_dir) / record.module / f"{record.round:03d}"
+    return storage.resolve(out_dir) / record.module / f"{record.round:03d}"
 
 
-def damaged_files(out_dir: Path, record: UpdateRecord) -> list[str]:
+def damaged_files(out_dir: RunPath, record: UpdateRecord) -> list[str]:
     """Files of one update that are missing or whose SHA-256 differs from the manifest's."""
     bad = []
     for rel, digest in record.files.items():
@@ -87,7 +93,7 @@ def damaged_files(out_dir: Path, record: UpdateRecord) -> list[str]:
     return bad
 
 
-def intact_prefix(out_dir: Path, records: list[UpdateRecord]) -> tuple[list[UpdateRecord], list[str]]:
+def intact_prefix(out_dir: RunPath, records: list[UpdateRecord]) -> tuple[list[UpdateRecord], list[str]]:
     """The longest run of leading updates whose files are all intact, and the first damage found."""
     for i, rec in enumerate(records):
         bad = damaged_files(out_dir, rec)
@@ -104,7 +110,7 @@ def last_updates(records: list[UpdateRecord]) -> dict[str, UpdateRecord]:
     return last
 
 
-def last_intact_updates(out_dir: Path, manifest: dict[str, Any], what: str = "the run") -> dict[str, UpdateRecord]:
+def last_intact_updates(out_dir: RunPath, manifest: dict[str, Any], what: str = "the run") -> dict[str, UpdateRecord]:
     """Module name -> its last update, when every recorded update is intact.
 
     Raises
@@ -118,13 +124,13 @@ def last_intact_updates(out_dir: Path, manifest: dict[str, Any], what: str = "th
     return last_updates(records)
 
 
-def load_state(directory: Path) -> WorkerState:
+def load_state(directory: RunPath) -> WorkerState:
     """A worker's state from a checkpoint directory (``state.arrow`` plus blob files)."""
     arrays, meta = checkpoint.table_arrays(checkpoint.read_table(directory / "state.arrow"))
     blobs = {p.name: p.read_bytes() for p in sorted(directory.glob("*.pt"))}
     return WorkerState(arrays=arrays, meta=meta.get("state", {}), blobs=blobs)
 
 
-def saved_message(directory: Path, output_name: str) -> Message:
+def saved_message(directory: RunPath, output_name: str) -> Message:
     """The message ``output_name`` an update saved in its checkpoint ``directory``."""
     return checkpoint.read_message(directory / f"{output_name}.arrow")

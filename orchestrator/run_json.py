@@ -18,6 +18,7 @@ from orchestrator import checkpoint
 from orchestrator.fingerprints import code_version
 from orchestrator.graph import Graph
 from orchestrator.run_dir import UpdateRecord
+from orchestrator.storage import RunPath
 
 
 def rounds_summary(records: list[UpdateRecord]) -> list[dict[str, Any]]:
@@ -93,14 +94,14 @@ def run_manifest(
     }
 
 
-def write_run_json(out_dir: Path, manifest: dict[str, Any]) -> None:
+def write_run_json(out_dir: RunPath, manifest: dict[str, Any]) -> None:
     """Write ``<out_dir>/run.json`` atomically (the directory made when missing)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_json(out_dir / "run.json", manifest)
 
 
 def checkpoint_update(
-    out_dir: Path,
+    out_dir: RunPath,
     name: str,
     outputs: dict[str, Any],
     state: WorkerState,
@@ -111,7 +112,7 @@ def checkpoint_update(
 
     Parameters
     ----------
-    out_dir : Path
+    out_dir : Path or RemotePath
         The run's directory; the update goes to ``<out_dir>/<name>/<round:03d>/``.
     name : str
         The module's name.

@@ -7,6 +7,16 @@ same host a lock file whose flock is free was left by a dead process: it is take
 over with a warning.  A lock file written on another host cannot be checked from
 here (its process may be alive there); it is refused unless the caller forces it
 (``--force-unlock``).
+
+On a remote file system (``s3://bucket/run``, :mod:`orchestrator.storage`) there
+is no flock: the lock is an object, ``<out>/.serket-ray.lock``, with the same
+JSON, written whole when a run starts and deleted when it ends.  It is
+**advisory**: serket-ray's own processes honour it (a live owner on this host,
+or any owner on another host unless ``--force-unlock``, is refused), but two
+processes that start within the same instant can both find it free, since an
+object store has no atomic create-if-absent here; after writing its lock each
+process reads it back and stops if another one's is there.  A lock object left by
+a process killed on this host is taken over (its pid is gone), with a warning.
 """
 
 from __future__ import annotations
@@ -23,13 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from messages.errors import LockError, StorageError
+from orchestrator import storage
+from orchestrator.storage import RemotePath
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".serket-ray.lock"
 
 #: Resolved run directory -> (lock, times taken) for the locks this process holds.
-_HELD: dict[Path, list[Any]] = {}
+_HELD: dict[Path | RemotePath, list[Any]] = {}
 
 
 def _describe(info: dict[str, Any]) -> str:
@@ -151,6 +163,98 @@ def _read(path: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+class ObjectLock:
+    """The advisory lock of a run on a remote file system (see the module docstring).
+
+    Parameters
+    ----------
+    out_dir : RemotePath
+    command : str
+    force : bool
+        Take over a lock written on another host.
+
+    Raises
+    ------
+    LockError
+        A live process on this host holds the run, a process on another host left
+        its lock and ``force`` is false, or another process wrote its lock at the
+        same time.
+    StorageError
+        The lock object cannot be written.
+    """
+
+    def __init__(self, out_dir: RemotePath, command: str = "serket-ray", force: bool = False) -> None:
+        self.out_dir = out_dir
+        self.path = out_dir / LOCK_NAME
+        self._held = False
+        self.created_dir = not out_dir.exists()
+        host = socket.gethostname()
+        old = _read_remote(self.path)
+        if old:
+            same_host = old.get("host") == host
+            mine_before = same_host and old.get("pid") == os.getpid()  # left by this process (its delete failed)
+            if same_host and not mine_before and _alive(old.get("pid")):
+                raise LockError(f"{out_dir} is in use by {_describe(old)}; wait for it to end or stop it first")
+            if not same_host and not force:
+                raise LockError(
+                    f"{out_dir} is locked by {_describe(old)} (an advisory lock object: it cannot be checked from "
+                    "here); if that process is gone, pass --force-unlock"
+                )
+            why = "that process is gone" if same_host else "--force-unlock"
+            log.warning("%s: taking over the lock of %s (%s)", out_dir, _describe(old), why)
+        mine = {"pid": os.getpid(), "host": host, "started": time.time(), "command": command, "advisory": True}
+        storage.put(self.path, (json.dumps(mine) + "\n").encode())
+        self._held = True
+        back = _read_remote(self.path)
+        if (back.get("pid"), back.get("host")) != (mine["pid"], host):
+            self._held = False  # another process wrote its lock just after ours: it is the owner
+            raise LockError(f"{out_dir} is in use by {_describe(back)}; wait for it to end or stop it first")
+
+    def release(self) -> None:
+        """Delete the lock object (idempotent)."""
+        if not self._held:
+            return
+        self._held = False
+        try:
+            self.path.unlink(missing_ok=True)
+            if self.created_dir and not any(self.out_dir.walk()):
+                self.out_dir.remove_tree()  # the empty directory markers an object store keeps after a delete
+        except OSError:
+            log.debug("could not remove %s", self.path, exc_info=True)
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+
+def _read_remote(path: RemotePath) -> dict[str, Any]:
+    """A remote lock object's JSON; ``{}`` when there is none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StorageError.wrap(exc, path) from None
+    try:
+        info = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {"command": "unreadable lock file"}
+    return info if isinstance(info, dict) else {}
+
+
+def _alive(pid: object) -> bool:
+    """Whether ``pid`` is a live process on this host."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _rmdir_quietly(path: Path) -> None:
     try:
         path.rmdir()
@@ -166,17 +270,21 @@ class hold:  # noqa: N801 - used like a function: ``with hold(out): ...``
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], command: str | None = None, force: bool = False) -> None:
-        self.key = Path(out_dir).resolve()
-        self.out_dir = Path(out_dir)
+        self.out_dir = storage.resolve(out_dir)
+        self.key = self.out_dir.resolve()
         self.command = command if command is not None else "serket-ray " + " ".join(sys.argv[1:2])
         self.force = force
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> RunLock | ObjectLock:
         entry = _HELD.get(self.key)
         if entry is not None and entry[0].held:
             entry[1] += 1
             return entry[0]
-        lock = RunLock(self.out_dir, self.command, self.force)
+        lock: RunLock | ObjectLock = (
+            ObjectLock(self.out_dir, self.command, self.force)
+            if isinstance(self.out_dir, RemotePath)
+            else RunLock(self.out_dir, self.command, self.force)
+        )
         _HELD[self.key] = [lock, 1]
         return lock
 

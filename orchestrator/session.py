@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from orchestrator.run_dir import UpdateRecord, last_updates, load_state, saved_m
 from orchestrator.run_json import checkpoint_update, run_manifest, write_run_json
 from orchestrator.shard_plan import shard_plan, without_shard_keys
 from orchestrator.shard_run import LocalShardOps, ShardedGroup
+from orchestrator.storage import RemotePath, resolve
 from orchestrator.workers import WorkerPool, check_resources
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ class Session:
     Parameters
     ----------
     graph : Graph
-    out_dir : path
-        Where ``module%03d_<name>/`` directories and ``run.json`` go.
+    out_dir : path, URI or RemotePath
+        Where ``module%03d_<name>/`` directories and ``run.json`` go: a local path
+        or a ``pyarrow.fs`` URI (``s3://bucket/run``; :mod:`orchestrator.storage`).
     seed : int
         Root seed; each module gets a child ``SeedSequence`` in graph order.
     address : str, optional
@@ -89,7 +90,7 @@ class Session:
     def __init__(
         self,
         graph: Graph,
-        out_dir: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | RemotePath,
         seed: int = 0,
         address: str | None = None,
         backend: str = "ray",
@@ -107,7 +108,7 @@ class Session:
         _check_options(threads, backend, seed)
         self.threads = int(threads)
         self.graph = graph
-        self.out_dir = Path(out_dir)
+        self.out_dir = resolve(out_dir)
         self.seed = int(seed)
         self.address = address
         self.backend = backend
@@ -115,6 +116,11 @@ class Session:
         self.labels = self._labels()
         checked = check_resources(resources, graph, backend)
         self.shard_plan = shard_plan(graph, checked, shards, sharded, shard_block)
+        if self.shard_plan is not None and isinstance(self.out_dir, RemotePath):
+            raise ConfigError(
+                f"a sharded run's parts are written to a local or shared file system path, got the storage URI "
+                f"{self.out_dir}; give --out a path (or run the GMM and MM unsharded)"
+            )
         vae_keys = {"vae"} | {m.name for m in graph.learnable if m.kind == "vae"}  # the VAE's group keeps its count
         checked = without_shard_keys(checked, keep=vae_keys) or {}
         self.pool = WorkerPool(

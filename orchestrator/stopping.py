@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from orchestrator.storage import resolve
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -148,11 +150,14 @@ class Kept:
         Updates recorded as complete, and those the run was started for.
     next : str or None
         The first update not kept, ``"round 3, module002_gmm"``.
+    unreadable : bool
+        ``run.json`` is there but could not be read back (remote storage that stopped answering).
     """
 
     done: int | None
     total: int | None
     next: str | None
+    unreadable: bool = False
 
     @property
     def resumable(self) -> bool:
@@ -164,6 +169,8 @@ class Kept:
 
     def where(self) -> str:
         """``"in round 3, module002_gmm; 7 of 15 updates are kept"`` and the like."""
+        if self.unreadable:
+            return "where its run.json could not be read back (the storage does not answer)"
         if self.done is None:
             return "before anything was written"
         of = f" of {self.total}" if self.total is not None else ""
@@ -175,8 +182,12 @@ class Kept:
 def what_was_kept(out_dir: str | os.PathLike[str] | None) -> Kept:
     """Where the run in ``out_dir`` stands (see :class:`Kept`)."""
     try:
-        manifest = json.loads((Path(out_dir) / "run.json").read_text()) if out_dir is not None else None
-    except (OSError, ValueError):
+        manifest = json.loads((resolve(out_dir, probe=False) / "run.json").read_text()) if out_dir is not None else None
+    except FileNotFoundError:
+        manifest = None
+    except OSError:  # there, but unreadable: a remote store that stopped answering
+        return Kept(None, None, None, unreadable=not isinstance(resolve(out_dir, probe=False), Path))
+    except ValueError:  # not JSON; ConfigError (a URI pyarrow cannot read) is a ValueError too
         manifest = None
     if not isinstance(manifest, dict):
         return Kept(None, None, None)

@@ -15,17 +15,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from actors.module import Module
 from messages.errors import ConfigError, SerketRayError
+from orchestrator import storage
 from orchestrator.api import Orchestrator
 from orchestrator.checkpoint import atomic_write_json
 from orchestrator.executor import alive_node_resources, auto_resources, bundle_of, connect_ray
 from orchestrator.graph import build_graph
+from orchestrator.storage import RemotePath, RunPath
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class SweepRow:
         Accuracy after the last round (``None`` without labels or when the run failed).
     seconds : float
         Wall time of the run, start-up included.
-    out_dir : Path
+    out_dir : Path or RemotePath
     error : str or None
         ``"<ExceptionType>: <message>"`` when the run failed.
     """
@@ -58,7 +59,7 @@ class SweepRow:
     seed: int
     accuracy: float | None
     seconds: float
-    out_dir: Path
+    out_dir: RunPath
     error: str | None = None
 
 
@@ -223,7 +224,7 @@ def _checked(seeds: list[int], rounds: int, max_concurrent: int | None) -> list[
 def sweep(
     build_modules: Callable[[], list[Module]],
     seeds: list[int],
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | RemotePath,
     rounds: int,
     address: str | None = None,
     resources: dict[str, Any] | None = None,
@@ -240,7 +241,7 @@ def sweep(
         so no two runs may share them).
     seeds : list of int
         One run per seed, in ``out_dir/seed_<k>``.
-    out_dir : path
+    out_dir : path, URI or RemotePath
     rounds : int
         Rounds per run.
     address : str, optional
@@ -270,7 +271,7 @@ def sweep(
         further seeds are started and the first such error is raised.
     """
     seeds = _checked(seeds, rounds, max_concurrent)
-    out = Path(out_dir)
+    out = storage.resolve(out_dir)  # a local path or a pyarrow.fs URI (orchestrator.storage)
     started = time.perf_counter()
     first = build_modules()
     res = pipeline_resources(first, resources)
