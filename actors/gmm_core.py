@@ -169,10 +169,10 @@ def class_posterior(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: NI
     sums = np.zeros((n_classes, d))
     xbar = np.zeros((n_classes, d))
     scatter = np.zeros((n_classes, d, d))
-    order = np.argsort(labels, kind="stable")
+    grouped = x[np.argsort(labels, kind="stable")]  # one gather; each class's rows are then a slice
     bounds = np.concatenate(([0], np.cumsum(counts).astype(np.int64)))
     for j in range(n_classes):  # K BLAS calls on each class's rows; K is small.
-        rows = x[order[bounds[j] : bounds[j + 1]]]
+        rows = grouped[bounds[j] : bounds[j + 1]]
         if rows.shape[0] == 0:
             continue
         sums[j] = rows.sum(axis=0)
@@ -337,7 +337,9 @@ def posterior_log_weights(
     numpy.ndarray, shape (N, K)
     """
     log_w = log_lik + log_weights[None, :]
-    return log_w if log_bias is None else log_w + log_bias
+    if log_bias is not None:
+        log_w += log_bias  # in place: the same sum, one temporary fewer
+    return log_w
 
 
 class Classified(NamedTuple):
