@@ -147,13 +147,20 @@ class Orchestrator:
     ) -> RunResult:
         start = time.perf_counter()
         self.session.start(watch_progress=on_progress is not None)
-        for r in range(rounds):
-            for module in self.graph.learnable:
-                if self.session.rounds[module] > r:  # done before a resume
-                    continue
-                record = self.session.update(module, on_progress)
-                if on_update is not None:
-                    on_update(record)
+        pending: list[Any] = []  # futures of updates whose checkpoints are being written, in order
+        try:
+            for r in range(rounds):
+                for module in self.graph.learnable:
+                    if self.session.rounds[module] > r:  # done before a resume
+                        continue
+                    pending.append(self.session.submit(module, on_progress))
+                    while pending and pending[0].done():
+                        _deliver(pending.pop(0), on_update)
+            self.session.drain()
+            for future in pending:
+                _deliver(future, on_update)
+        finally:
+            self.session.drain(raise_error=False)  # no write outlives the run's lock
         total = time.perf_counter() - start
         manifest = self.session.manifest()
         manifest["total_seconds"] = round(total, 3)
@@ -263,3 +270,10 @@ class Orchestrator:
     def close(self) -> None:
         """Stop this run's actors."""
         self.session.close()
+
+
+def _deliver(future: Any, on_update: Callable[[UpdateRecord], None] | None) -> None:
+    """Hand a written update's record to ``on_update`` (raises the write's error, if it failed)."""
+    record = future.result()
+    if on_update is not None:
+        on_update(record)

@@ -12,6 +12,7 @@ identifies the data.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from actors.module import Module, Observation
 from actors.state import WorkerState
 from messages import Message, ObservationData
 from messages.errors import ConfigError
+from orchestrator.checkpoint_writer import CheckpointWriter
 from orchestrator.fingerprints import code_version, data_fingerprint, lengths_fingerprint
 from orchestrator.graph import Graph
 from orchestrator.polling import ProgressCallback, ProgressWatch
@@ -121,6 +123,7 @@ class Session:
         self.progress_interval = float(progress_interval)
         self.extra: dict[str, Any] = {}  # e.g. target rounds, CLI arguments
         self.fingerprint = data_fingerprint(graph, self.labels)
+        self.writer = CheckpointWriter()  # checkpoints and run.json, in order, off the critical path
 
     @property
     def executor(self) -> Any:
@@ -191,7 +194,26 @@ class Session:
 
     # -- one update ---------------------------------------------------------
     def update(self, module: Module, on_progress: ProgressCallback | None = None) -> UpdateRecord:
-        """Run one update of ``module`` with the latest messages addressed to it.
+        """Run one update of ``module`` and write its checkpoint; see :meth:`submit`.
+
+        Returns
+        -------
+        UpdateRecord
+            Once the update's checkpoint and ``run.json`` are written.
+        """
+        future = self.submit(module, on_progress)
+        self.drain()
+        return future.result()
+
+    def submit(
+        self, module: Module, on_progress: ProgressCallback | None = None
+    ) -> concurrent.futures.Future[UpdateRecord]:
+        """Run one update of ``module`` with the latest messages addressed to it; its checkpoint is
+        written in the background (:class:`orchestrator.checkpoint_writer.CheckpointWriter`).
+
+        The next update can start at once: its inputs are routed in memory.  The
+        checkpoints, and ``run.json`` after each, are written one at a time in the
+        order the updates ran; :meth:`drain` waits for them.
 
         If the module's actor dies or the update exceeds ``timeout`` seconds, a
         new actor is started, restored from the module's last checkpoint, and the
@@ -205,9 +227,21 @@ class Session:
             progress (the VAE) trains: after every epoch in-process, every
             ``progress_interval`` seconds on Ray, and once when it is done.  ``info``
             has ``round``, ``epoch``, ``epochs``, ``loss`` and ``seconds``.
+
+        Returns
+        -------
+        concurrent.futures.Future of UpdateRecord
+            Done once the update's checkpoint and ``run.json`` are written.
+
+        Raises
+        ------
+        StorageError
+            An earlier update's checkpoint could not be written (raised here, before
+            this update runs, or after it, before its checkpoint is queued).
         """
         if module not in self.rounds:
             raise ConfigError(f"{module!r} is not a learnable module of this session's graph")
+        self.writer.check()
         self.start()
         t0 = time.perf_counter()
         round_index = self.rounds[module]
@@ -223,9 +257,25 @@ class Session:
             if out_name != "report":
                 self.refs[(module, out_name)] = ref
         outputs = dict(zip(names, values, strict=True))
+        self.rounds[module] = round_index + 1
+        return self.writer.submit(lambda: self._record(module, round_index, outputs, state, t0, attempts))
+
+    def drain(self, raise_error: bool = True) -> None:
+        """Wait until every submitted update's checkpoint and ``run.json`` are written.
+
+        Raises
+        ------
+        StorageError
+            One of them could not be written (with ``raise_error``).
+        """
+        self.writer.drain(raise_error)
+
+    def _record(
+        self, module: Module, round_index: int, outputs: dict[str, Any], state: WorkerState, t0: float, attempts: int
+    ) -> UpdateRecord:
+        """The writer's job: an update's checkpoint, its record, then ``run.json`` naming it."""
         record = self._checkpoint(module, round_index, outputs, state, t0, attempts)
         self.records.append(record)
-        self.rounds[module] = round_index + 1
         self.write_manifest()
         return record
 
@@ -257,6 +307,7 @@ class Session:
     def _restart(self, module: Module) -> None:
         """Replace a dead actor by a new one restored from the module's last checkpoint,
         and re-send its inbox from the checkpoint files (the objects may be lost too)."""
+        self.drain()  # the checkpoints read back below
         self.pool.kill(module)
         self._start_worker(module)
         last = self._last_record(module)
@@ -313,7 +364,8 @@ class Session:
 
     def close(self) -> None:
         """Stop the workers and give back their reservation (the Ray runtime itself
-        stays up for the caller)."""
+        stays up for the caller); checkpoints still being written are finished first."""
+        self.writer.close()
         self.pool.shutdown()
 
 
