@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,18 +148,25 @@ class Orchestrator:
     ) -> RunResult:
         start = time.perf_counter()
         self.session.start(watch_progress=on_progress is not None)
-        pending: list[Any] = []  # futures of updates whose checkpoints are being written, in order
+        lock = threading.Lock()  # the writer thread reports written updates while this one draws the epoch bar
+
+        def written(record: UpdateRecord) -> None:
+            if on_update is not None:
+                with lock:
+                    on_update(record)
+
+        def progress(name: str, info: dict[str, Any]) -> None:
+            if on_progress is not None:
+                with lock:
+                    on_progress(name, info)
+
         try:
             for r in range(rounds):
                 for module in self.graph.learnable:
                     if self.session.rounds[module] > r:  # done before a resume
                         continue
-                    pending.append(self.session.submit(module, on_progress))
-                    while pending and pending[0].done():
-                        _deliver(pending.pop(0), on_update)
+                    self.session.submit(module, progress if on_progress is not None else None, written)
             self.session.drain()
-            for future in pending:
-                _deliver(future, on_update)
         finally:
             self.session.drain(raise_error=False)  # no write outlives the run's lock
         total = time.perf_counter() - start
@@ -270,10 +278,3 @@ class Orchestrator:
     def close(self) -> None:
         """Stop this run's actors."""
         self.session.close()
-
-
-def _deliver(future: Any, on_update: Callable[[UpdateRecord], None] | None) -> None:
-    """Hand a written update's record to ``on_update`` (raises the write's error, if it failed)."""
-    record = future.result()
-    if on_update is not None:
-        on_update(record)

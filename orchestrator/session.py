@@ -16,6 +16,7 @@ import concurrent.futures
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,10 @@ class Session:
         return future.result()
 
     def submit(
-        self, module: Module, on_progress: ProgressCallback | None = None
+        self,
+        module: Module,
+        on_progress: ProgressCallback | None = None,
+        on_written: Callable[[UpdateRecord], None] | None = None,
     ) -> concurrent.futures.Future[UpdateRecord]:
         """Run one update of ``module`` with the latest messages addressed to it; its checkpoint is
         written in the background (:class:`orchestrator.checkpoint_writer.CheckpointWriter`).
@@ -227,6 +231,9 @@ class Session:
             progress (the VAE) trains: after every epoch in-process, every
             ``progress_interval`` seconds on Ray, and once when it is done.  ``info``
             has ``round``, ``epoch``, ``epochs``, ``loss`` and ``seconds``.
+        on_written : callable, optional
+            Called with the update's record on the writer's thread, once its
+            checkpoint and ``run.json`` are written (progress display), in order.
 
         Returns
         -------
@@ -258,7 +265,7 @@ class Session:
                 self.refs[(module, out_name)] = ref
         outputs = dict(zip(names, values, strict=True))
         self.rounds[module] = round_index + 1
-        return self.writer.submit(lambda: self._record(module, round_index, outputs, state, t0, attempts))
+        return self.writer.submit(lambda: self._record(module, round_index, outputs, state, t0, attempts, on_written))
 
     def drain(self, raise_error: bool = True) -> None:
         """Wait until every submitted update's checkpoint and ``run.json`` are written.
@@ -271,12 +278,21 @@ class Session:
         self.writer.drain(raise_error)
 
     def _record(
-        self, module: Module, round_index: int, outputs: dict[str, Any], state: WorkerState, t0: float, attempts: int
+        self,
+        module: Module,
+        round_index: int,
+        outputs: dict[str, Any],
+        state: WorkerState,
+        t0: float,
+        attempts: int,
+        on_written: Callable[[UpdateRecord], None] | None,
     ) -> UpdateRecord:
         """The writer's job: an update's checkpoint, its record, then ``run.json`` naming it."""
         record = self._checkpoint(module, round_index, outputs, state, t0, attempts)
         self.records.append(record)
         self.write_manifest()
+        if on_written is not None:
+            on_written(record)
         return record
 
     def _attempt(
