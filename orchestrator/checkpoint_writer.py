@@ -35,9 +35,19 @@ class _DroppedError(Exception):
 
 
 class CheckpointWriter:
-    """Runs checkpoint jobs on one background thread, first in, first out."""
+    """Runs checkpoint jobs on one background thread, first in, first out.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    background : bool
+        False runs each job at once in the caller's thread (its error raised by
+        :meth:`submit`): for workers that compute in this process (the local
+        backend), where a writer thread would only compete with them for the
+        interpreter lock (``np.savetxt`` formats in Python).
+    """
+
+    def __init__(self, background: bool = True) -> None:
+        self.background = bool(background)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: list[concurrent.futures.Future[object]] = []
         self._error: BaseException | None = None
@@ -52,6 +62,10 @@ class CheckpointWriter:
             The error of an earlier job that failed (nothing is queued then).
         """
         self.check()
+        if not self.background:
+            done: concurrent.futures.Future[T] = concurrent.futures.Future()
+            done.set_result(self._run(job))
+            return done
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="serket-ray-ckpt")
         future = self._pool.submit(self._run, job)

@@ -124,7 +124,9 @@ class Session:
         self.progress_interval = float(progress_interval)
         self.extra: dict[str, Any] = {}  # e.g. target rounds, CLI arguments
         self.fingerprint = data_fingerprint(graph, self.labels)
-        self.writer = CheckpointWriter()  # checkpoints and run.json, in order, off the critical path
+        # Checkpoints and run.json, in order, off the critical path while Ray's actors compute elsewhere;
+        # with the local backend the workers compute in this thread, so it writes them in turn as before.
+        self.writer = CheckpointWriter(background=backend == "ray")
 
     @property
     def executor(self) -> Any:

@@ -51,3 +51,15 @@ def test_a_failed_write_drops_the_later_jobs_and_surfaces_at_the_next_sync_point
     writer.drain(raise_error=False)
     writer.close()
     assert written == [0]
+
+
+def test_without_a_background_thread_each_job_runs_at_once_and_its_error_is_raised_there(tmp_path: Path) -> None:
+    writer = CheckpointWriter(background=False)
+    where = writer.submit(lambda: threading.current_thread().name)
+    assert where.done() and where.result() == threading.current_thread().name
+
+    def fail() -> None:
+        raise StorageError(tmp_path / "x.arrow", errno.EROFS, "Read-only file system")
+
+    with pytest.raises(StorageError, match="Read-only"):
+        writer.submit(fail)
