@@ -214,8 +214,8 @@ class Session:
         on_progress: ProgressCallback | None = None,
         on_written: Callable[[UpdateRecord], None] | None = None,
     ) -> concurrent.futures.Future[UpdateRecord]:
-        """Run one update of ``module`` with the latest messages addressed to it; its checkpoint is
-        written in the background (:class:`orchestrator.checkpoint_writer.CheckpointWriter`).
+        """Run one update of ``module`` with the latest messages addressed to it; on the Ray backend its
+        checkpoint is written in the background (:class:`orchestrator.checkpoint_writer.CheckpointWriter`).
 
         The next update can start at once: its inputs are routed in memory.  The
         checkpoints, and ``run.json`` after each, are written one at a time in the
@@ -267,7 +267,12 @@ class Session:
                 self.refs[(module, out_name)] = ref
         outputs = dict(zip(names, values, strict=True))
         self.rounds[module] = round_index + 1
-        return self.writer.submit(lambda: self._record(module, round_index, outputs, state, t0, attempts, on_written))
+        job = lambda: self._record(module, round_index, outputs, state, t0, attempts, on_written)  # noqa: E731
+        try:
+            return self.writer.submit(job)
+        except BaseException:
+            self.rounds[module] = round_index  # written in turn and failed: this round is still to do
+            raise
 
     def drain(self, raise_error: bool = True) -> None:
         """Wait until every submitted update's checkpoint and ``run.json`` are written.
