@@ -13,6 +13,7 @@ identifies the data.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 import time
@@ -267,7 +268,8 @@ class Session:
                 self.refs[(module, out_name)] = ref
         outputs = dict(zip(names, values, strict=True))
         self.rounds[module] = round_index + 1
-        job = lambda: self._record(module, round_index, outputs, state, t0, attempts, on_written)  # noqa: E731
+        computed = time.perf_counter()
+        job = functools.partial(self._record, module, round_index, outputs, state, t0, attempts, on_written, computed)
         try:
             return self.writer.submit(job)
         except BaseException:
@@ -293,9 +295,15 @@ class Session:
         t0: float,
         attempts: int,
         on_written: Callable[[UpdateRecord], None] | None,
+        computed: float,
     ) -> UpdateRecord:
-        """The writer's job: an update's checkpoint, its record, then ``run.json`` naming it."""
-        record = self._checkpoint(module, round_index, outputs, state, t0, attempts)
+        """The writer's job: an update's checkpoint, its record, then ``run.json`` naming it.
+
+        The record's seconds are the update's and its own checkpoint's, without the
+        time the job waited behind earlier ones (``computed``: when the update returned).
+        """
+        waited = time.perf_counter() - computed
+        record = self._checkpoint(module, round_index, outputs, state, t0 + waited, attempts)
         self.records.append(record)
         self.write_manifest()
         if on_written is not None:
