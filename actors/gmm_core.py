@@ -14,7 +14,7 @@ Every function takes its random generator explicitly; nothing uses global RNG.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -169,10 +169,10 @@ def class_posterior(x: np.ndarray, labels: np.ndarray, n_classes: int, prior: NI
     sums = np.zeros((n_classes, d))
     xbar = np.zeros((n_classes, d))
     scatter = np.zeros((n_classes, d, d))
-    order = np.argsort(labels, kind="stable")
+    grouped = x[np.argsort(labels, kind="stable")]  # one gather; each class's rows are then a slice
     bounds = np.concatenate(([0], np.cumsum(counts).astype(np.int64)))
     for j in range(n_classes):  # K BLAS calls on each class's rows; K is small.
-        rows = x[order[bounds[j] : bounds[j + 1]]]
+        rows = grouped[bounds[j] : bounds[j + 1]]
         if rows.shape[0] == 0:
             continue
         sums[j] = rows.sum(axis=0)
@@ -211,15 +211,30 @@ def weighted_class_posterior(x: np.ndarray, weights: np.ndarray, prior: NIWPrior
     -------
     ClassPosterior
     """
-    n_classes, d = weights.shape[1], x.shape[1]
+    counts, sums, xbar = weighted_moments(x, weights)
+    scatter = np.empty((weights.shape[1], x.shape[1], x.shape[1]))
+    weighted_scatter(x, weights, xbar, range(weights.shape[1]), scatter)
+    return _niw_update(prior, counts, sums, xbar, scatter)
+
+
+def weighted_moments(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft counts (K,), sums (K, d) and means (K, d) of the points (N, d) under memberships ``weights`` (N, K)."""
     counts = weights.sum(axis=0)
     sums = weights.T @ x
-    xbar = sums / np.maximum(counts, 1e-12)[:, None]
-    scatter = np.empty((n_classes, d, d))
-    for j in range(n_classes):  # K BLAS calls; K is small.
+    return counts, sums, sums / np.maximum(counts, 1e-12)[:, None]
+
+
+def weighted_scatter(
+    x: np.ndarray, weights: np.ndarray, xbar: np.ndarray, classes: Iterable[int], out: np.ndarray
+) -> None:
+    """Fill ``out[j]`` (d, d) with class j's weighted scatter about ``xbar[j]``, for each j of ``classes``.
+
+    Each class's scatter depends only on its own column of ``weights`` (N, K) and its
+    own mean, so recomputing some classes gives the same bits as recomputing all.
+    """
+    for j in classes:  # K BLAS calls; K is small.
         centred = x - xbar[j]
-        scatter[j] = (centred * weights[:, j, None]).T @ centred
-    return _niw_update(prior, counts, sums, xbar, scatter)
+        out[j] = (centred * weights[:, j, None]).T @ centred
 
 
 def _cholesky(mats: np.ndarray, what: str) -> np.ndarray:
@@ -322,7 +337,9 @@ def posterior_log_weights(
     numpy.ndarray, shape (N, K)
     """
     log_w = log_lik + log_weights[None, :]
-    return log_w if log_bias is None else log_w + log_bias
+    if log_bias is not None:
+        log_w += log_bias  # in place: the same sum, one temporary fewer
+    return log_w
 
 
 class Classified(NamedTuple):

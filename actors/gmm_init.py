@@ -42,11 +42,18 @@ def split_in_two(x: np.ndarray, rng: np.random.Generator, n_iter: int) -> np.nda
         Which of the two groups each row joins.
     """
     n = x.shape[0]
-    c1 = x[np.argmax(((x - x[rng.integers(n)]) ** 2).sum(axis=1))]
-    c0 = x[np.argmax(((x - c1) ** 2).sum(axis=1))]
+    buf = np.empty_like(x)
+
+    def sq_dist(c: np.ndarray) -> np.ndarray:  # ((x - c) ** 2).sum(axis=1), the same bits, one temporary
+        np.subtract(x, c, out=buf)
+        np.multiply(buf, buf, out=buf)
+        return buf.sum(axis=1)
+
+    c1 = x[np.argmax(sq_dist(x[rng.integers(n)]))]
+    c0 = x[np.argmax(sq_dist(c1))]
     side = np.zeros(n, dtype=bool)
     for i in range(n_iter):
-        new = ((x - c1) ** 2).sum(axis=1) < ((x - c0) ** 2).sum(axis=1)
+        new = sq_dist(c1) < sq_dist(c0)
         if new.all() or not new.any() or (i > 0 and np.array_equal(new, side)):
             break
         side = new

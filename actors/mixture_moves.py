@@ -52,16 +52,27 @@ def class_log_marginal(post: gmm_core.ClassPosterior, prior: gmm_core.NIWPrior) 
         0 for an empty class.
     """
     d = post.mean.shape[1]
-    _, logdet0 = np.linalg.slogdet(prior.scale)
+    prior_gamma, logdet0 = _prior_terms(prior)
     _, logdet_n = np.linalg.slogdet(post.scale)
     return (
         -0.5 * post.counts * d * _LOG_PI
         + multigammaln(0.5 * post.dof, d)
-        - multigammaln(0.5 * prior.dof, d)
+        - prior_gamma
         + 0.5 * prior.dof * logdet0
         - 0.5 * post.dof * logdet_n
         + 0.5 * d * (np.log(prior.kappa) - np.log(post.kappa))
     )
+
+
+_PRIOR_TERMS: list[tuple[gmm_core.NIWPrior, float, float]] = []  # the last prior's terms (a search asks often)
+
+
+def _prior_terms(prior: gmm_core.NIWPrior) -> tuple[float, float]:
+    """multigammaln(nu0 / 2, d) and log det S0 of ``prior``, computed once per prior object."""
+    if not _PRIOR_TERMS or _PRIOR_TERMS[0][0] is not prior:
+        d = prior.scale.shape[0]
+        _PRIOR_TERMS[:] = [(prior, multigammaln(0.5 * prior.dof, d), np.linalg.slogdet(prior.scale)[1])]
+    return _PRIOR_TERMS[0][1], _PRIOR_TERMS[0][2]
 
 
 def weights_log_marginal(counts: np.ndarray, concentration: float) -> float:

@@ -51,6 +51,7 @@ import logging
 import numpy as np
 
 from actors import gmm_core, mm_core
+from actors.label_emissions import LabelEmissions
 from actors.sequence_proposals import (
     Move,
     mixture_proposals,
@@ -70,6 +71,7 @@ __all__ = [
     "Move",
     "SearchResult",
     "chain_fit",
+    "chain_log_likelihood",
     "emission_log_likelihood",
     "mixture_proposals",
     "neighbour_context",
@@ -117,6 +119,7 @@ def chain_fit(
     n_iter: int,
     lengths: np.ndarray | None = None,
     emission_weight: float = 1.0,
+    log_emission: np.ndarray | None = None,
 ) -> ChainFit:
     """Fit emissions and transitions by ``n_iter`` EM iterations from ``weights``.
 
@@ -138,12 +141,15 @@ def chain_fit(
         the sequence weighs more against the latents: the chain then prefers
         partitions its transitions explain over ones the Gaussians fit a little
         better.  The log-likelihood returned is that of the tempered chain.
+    log_emission : numpy.ndarray, shape (N, K), optional
+        ``emission_log_likelihood(x, weights, prior)`` when the caller has it
+        (untempered); the first iteration then reuses it.
     """
     w = weights
     trans = mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha)
     initial = mm_core.initial_distribution(w, lengths, alpha)
     for it in range(n_iter + 1):
-        log_em = emission_log_likelihood(x, w, prior)
+        log_em = log_emission if it == 0 and log_emission is not None else emission_log_likelihood(x, w, prior)
         if emission_weight != 1.0:
             log_em = emission_weight * log_em
         fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
@@ -153,6 +159,31 @@ def chain_fit(
         trans = mm_core.transition_matrix(fb.pair_counts, alpha)
         initial = mm_core.initial_distribution(w, lengths, alpha)
     return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
+
+
+def chain_log_likelihood(
+    weights: np.ndarray,
+    log_emission: np.ndarray,
+    alpha: float,
+    lengths: np.ndarray | None = None,
+    emission_weight: float = 1.0,
+) -> float:
+    """``chain_fit(x, weights, prior, alpha, 0, lengths, emission_weight).log_likelihood``, bit for bit.
+
+    Only the forward half of the recursion runs (:func:`actors.mm_core.forward_log_likelihood`).
+
+    Parameters
+    ----------
+    weights : numpy.ndarray, shape (N, K)
+    log_emission : numpy.ndarray, shape (N, K)
+        ``emission_log_likelihood(x, weights, prior)``, untempered.
+    alpha, lengths, emission_weight
+        Of :func:`chain_fit`.
+    """
+    trans = mm_core.transition_matrix(mm_core.expected_counts(weights, lengths), alpha)
+    initial = mm_core.initial_distribution(weights, lengths, alpha)
+    log_em = emission_weight * log_emission if emission_weight != 1.0 else log_emission
+    return mm_core.forward_log_likelihood(log_em, trans, initial, lengths=lengths)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +272,9 @@ def search(
     SearchResult
     """
     eye = np.eye(n_classes)
-    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
+    # Emissions of labels near the current ones, only the touched clusters recomputed (bit for bit).
+    emissions = LabelEmissions(x, labels, n_classes, prior)
+    base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight, emissions.base)
     taken: list[str] = []
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
@@ -252,13 +285,18 @@ def search(
             proposals += stretch_proposals(x, labels, base.transitions, rng, stretch_candidates, lengths)
         if 0 < n_scored < len(proposals) and screen_iterations < em_iterations:
             screened = [
-                chain_fit(x, eye[m.labels], prior, alpha, screen_iterations, lengths, emission_weight).log_likelihood
+                chain_log_likelihood(eye[m.labels], emissions(m.labels), alpha, lengths, emission_weight)
+                if screen_iterations == 0
+                else chain_fit(
+                    x, eye[m.labels], prior, alpha, screen_iterations, lengths, emission_weight, emissions(m.labels)
+                ).log_likelihood
                 for m in proposals
             ]
             keep = np.argsort(-np.asarray(screened), kind="stable")[:n_scored]
             proposals = [proposals[i] for i in keep]
         for move in proposals:
-            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight)
+            start = emissions(move.labels)
+            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight, start)
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
@@ -268,7 +306,8 @@ def search(
         log.debug("took %s", taken[-1])
         # Adopt the labels of the chain fitted from the move, then rescore them.
         labels = np.argmax(best[2].posterior, axis=1)
-        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
+        emissions = LabelEmissions(x, labels, n_classes, prior)
+        base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight, emissions.base)
     return SearchResult(labels, base, taken)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -159,13 +160,27 @@ class Orchestrator:
     ) -> RunResult:
         start = time.perf_counter()
         self.session.start(watch_progress=on_progress is not None)
-        for r in range(rounds):
-            for module in self.graph.learnable:
-                if self.session.rounds[module] > r:  # done before a resume
-                    continue
-                record = self.session.update(module, on_progress)
-                if on_update is not None:
+        lock = threading.Lock()  # the writer thread reports written updates while this one draws the epoch bar
+
+        def written(record: UpdateRecord) -> None:
+            if on_update is not None:
+                with lock:
                     on_update(record)
+
+        def progress(name: str, info: dict[str, Any]) -> None:
+            if on_progress is not None:
+                with lock:
+                    on_progress(name, info)
+
+        try:
+            for r in range(rounds):
+                for module in self.graph.learnable:
+                    if self.session.rounds[module] > r:  # done before a resume
+                        continue
+                    self.session.submit(module, progress if on_progress is not None else None, written)
+            self.session.drain()
+        finally:
+            self.session.drain(raise_error=False)  # no write outlives the run's lock
         total = time.perf_counter() - start
         manifest = self.session.manifest()
         manifest["total_seconds"] = round(total, 3)

@@ -12,9 +12,12 @@ identifies the data.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from actors.module import Module, Observation
 from actors.state import WorkerState
 from messages import Message, ObservationData
 from messages.errors import ConfigError
+from orchestrator.checkpoint_writer import CheckpointWriter
 from orchestrator.fingerprints import code_version, data_fingerprint, lengths_fingerprint
 from orchestrator.graph import Graph
 from orchestrator.polling import ProgressCallback, ProgressWatch
@@ -150,6 +154,9 @@ class Session:
             self.pool.skip = set(self.shard_plan.modules)
             self.pool.extra_options = self.group.bundle_options()
             self.pool.extra_labels = self.group.labels_for()
+        # Checkpoints and run.json, in order, off the critical path while Ray's actors compute elsewhere;
+        # with the local backend the workers compute in this thread, so it writes them in turn as before.
+        self.writer = CheckpointWriter(background=backend == "ray")
 
     @property
     def executor(self) -> Any:
@@ -234,7 +241,29 @@ class Session:
 
     # -- one update ---------------------------------------------------------
     def update(self, module: Module, on_progress: ProgressCallback | None = None) -> UpdateRecord:
-        """Run one update of ``module`` with the latest messages addressed to it.
+        """Run one update of ``module`` and write its checkpoint; see :meth:`submit`.
+
+        Returns
+        -------
+        UpdateRecord
+            Once the update's checkpoint and ``run.json`` are written.
+        """
+        future = self.submit(module, on_progress)
+        self.drain()
+        return future.result()
+
+    def submit(
+        self,
+        module: Module,
+        on_progress: ProgressCallback | None = None,
+        on_written: Callable[[UpdateRecord], None] | None = None,
+    ) -> concurrent.futures.Future[UpdateRecord]:
+        """Run one update of ``module`` with the latest messages addressed to it; on the Ray backend its
+        checkpoint is written in the background (:class:`orchestrator.checkpoint_writer.CheckpointWriter`).
+
+        The next update can start at once: its inputs are routed in memory.  The
+        checkpoints, and ``run.json`` after each, are written one at a time in the
+        order the updates ran; :meth:`drain` waits for them.
 
         If the module's actor dies or the update exceeds ``timeout`` seconds, a
         new actor is started, restored from the module's last checkpoint, and the
@@ -248,12 +277,34 @@ class Session:
             progress (the VAE) trains: after every epoch in-process, every
             ``progress_interval`` seconds on Ray, and once when it is done.  ``info``
             has ``round``, ``epoch``, ``epochs``, ``loss`` and ``seconds``.
+        on_written : callable, optional
+            Called with the update's record on the writer's thread, once its
+            checkpoint and ``run.json`` are written (progress display), in order.
+
+        Returns
+        -------
+        concurrent.futures.Future of UpdateRecord
+            Done once the update's checkpoint and ``run.json`` are written.
+
+        Raises
+        ------
+        StorageError
+            An earlier update's checkpoint could not be written (raised here, before
+            this update runs, or after it, before its checkpoint is queued).
         """
         if module not in self.rounds:
             raise ConfigError(f"{module!r} is not a learnable module of this session's graph")
+        self.writer.check()
         self.start()
         if self._sharded(module):
-            return self._update_sharded(module)
+            # a shard group writes its parts, round directory and run.json itself, after the queued ones
+            self.drain()
+            record = self._update_sharded(module)
+            if on_written is not None:
+                on_written(record)
+            done: concurrent.futures.Future[UpdateRecord] = concurrent.futures.Future()
+            done.set_result(record)
+            return done
         t0 = time.perf_counter()
         round_index = self.rounds[module]
         (out_refs, values, state), attempts = with_retries(
@@ -268,10 +319,47 @@ class Session:
             if out_name != "report":
                 self.refs[(module, out_name)] = ref
         outputs = dict(zip(names, values, strict=True))
-        record = self._checkpoint(module, round_index, outputs, state, t0, attempts)
-        self.records.append(record)
         self.rounds[module] = round_index + 1
+        computed = time.perf_counter()
+        job = functools.partial(self._record, module, round_index, outputs, state, t0, attempts, on_written, computed)
+        try:
+            return self.writer.submit(job)
+        except BaseException:
+            self.rounds[module] = round_index  # written in turn and failed: this round is still to do
+            raise
+
+    def drain(self, raise_error: bool = True) -> None:
+        """Wait until every submitted update's checkpoint and ``run.json`` are written.
+
+        Raises
+        ------
+        StorageError
+            One of them could not be written (with ``raise_error``).
+        """
+        self.writer.drain(raise_error)
+
+    def _record(
+        self,
+        module: Module,
+        round_index: int,
+        outputs: dict[str, Any],
+        state: WorkerState,
+        t0: float,
+        attempts: int,
+        on_written: Callable[[UpdateRecord], None] | None,
+        computed: float,
+    ) -> UpdateRecord:
+        """The writer's job: an update's checkpoint, its record, then ``run.json`` naming it.
+
+        The record's seconds are the update's and its own checkpoint's, without the
+        time the job waited behind earlier ones (``computed``: when the update returned).
+        """
+        waited = time.perf_counter() - computed
+        record = self._checkpoint(module, round_index, outputs, state, t0 + waited, attempts)
+        self.records.append(record)
         self.write_manifest()
+        if on_written is not None:
+            on_written(record)
         return record
 
     def _update_sharded(self, module: Module) -> UpdateRecord:
@@ -332,6 +420,7 @@ class Session:
     def _restart(self, module: Module) -> None:
         """Replace a dead actor by a new one restored from the module's last checkpoint,
         and re-send its inbox from the checkpoint files (the objects may be lost too)."""
+        self.drain()  # the checkpoints read back below
         self.pool.kill(module)
         self._start_worker(module)
         last = self._last_record(module)
@@ -401,7 +490,8 @@ class Session:
 
     def close(self) -> None:
         """Stop the workers and give back their reservation (the Ray runtime itself
-        stays up for the caller)."""
+        stays up for the caller); checkpoints still being written are finished first."""
+        self.writer.close()
         self.pool.shutdown()
 
 
