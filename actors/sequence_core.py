@@ -49,6 +49,7 @@ import dataclasses
 import logging
 
 import numpy as np
+from scipy.special import logsumexp
 
 from actors import gmm_core, mm_core
 from actors.sequence_proposals import (
@@ -56,6 +57,8 @@ from actors.sequence_proposals import (
     mixture_proposals,
     neighbour_context,
     propose_moves,
+    slow_proposals,
+    slow_split,
     stretch_means,
     stretch_proposals,
     two_means,
@@ -74,7 +77,11 @@ __all__ = [
     "mixture_proposals",
     "neighbour_context",
     "propose_moves",
+    "mixture_chain_score",
+    "mixture_emission_log_likelihood",
     "search",
+    "slow_proposals",
+    "slow_split",
     "stretch_means",
     "stretch_proposals",
     "two_means",
@@ -155,6 +162,104 @@ def chain_fit(
     return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
 
 
+def mixture_emission_log_likelihood(
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    n_iter: int = 5,
+    cache: dict[bytes, np.ndarray] | None = None,
+) -> np.ndarray:
+    """log p(x_n | class k) when each class emits from a mixture of two Gaussians fitted to its points.
+
+    A class that is one digit written in two styles is bimodal; a single
+    Gaussian per class then favours splitting it by style.  With two
+    components per class both partitions fit the latents about equally and
+    the sequence decides between them.  Each class's points are split at the
+    median of their first principal component (deterministic), then refined
+    by ``n_iter`` classification-EM steps between the two components, each
+    a posterior-mean Gaussian under ``prior``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    labels : numpy.ndarray, shape (N,), int in [0, K)
+    n_classes : int
+    prior : gmm_core.NIWPrior
+    n_iter : int
+    cache : dict, optional
+        Columns already computed, keyed by a class's member indices (a search
+        scores many candidates that leave most classes as they are).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, K)
+    """
+    out = np.empty((x.shape[0], n_classes))
+    for c in range(n_classes):
+        rows = np.flatnonzero(labels == c)
+        key = rows.tobytes()
+        if cache is not None and key in cache:
+            out[:, c] = cache[key]
+            continue
+        xr = x[rows]
+        if len(rows) < 8:  # too few points for two components: one Gaussian
+            post = gmm_core.class_posterior(xr, np.zeros(len(rows), dtype=np.int64), 1, prior)
+            means, prec_chol = gmm_core.point_estimate(post)
+            column = gmm_core.gaussian_log_likelihood(x, means, prec_chol)[:, 0]
+        else:
+            centred = xr - xr.mean(axis=0)
+            axis = np.linalg.eigh(centred.T @ centred)[1][:, -1]
+            proj = centred @ axis
+            side = (proj > np.median(proj)).astype(np.int64)
+            for _ in range(n_iter):
+                post = gmm_core.class_posterior(xr, side, 2, prior)
+                means, prec_chol = gmm_core.point_estimate(post)
+                log_w = np.log((post.counts + 1.0) / (len(rows) + 2.0))
+                new = np.argmax(gmm_core.gaussian_log_likelihood(xr, means, prec_chol) + log_w, axis=1)
+                if np.array_equal(new, side) or np.bincount(new, minlength=2).min() < 2:
+                    break
+                side = new
+            post = gmm_core.class_posterior(xr, side, 2, prior)
+            means, prec_chol = gmm_core.point_estimate(post)
+            log_w = np.log((post.counts + 1.0) / (len(rows) + 2.0))
+            column = logsumexp(gmm_core.gaussian_log_likelihood(x, means, prec_chol) + log_w, axis=1)
+        out[:, c] = column
+        if cache is not None:
+            cache[key] = column
+    return out
+
+
+def mixture_chain_score(
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    alpha: float,
+    lengths: np.ndarray | None = None,
+    cache: dict[bytes, np.ndarray] | None = None,
+) -> tuple[float, float]:
+    """Log-likelihoods of the latents under two models of the partition ``labels``, both with two-Gaussian classes.
+
+    The chain: transitions and initial distribution counted from ``labels``,
+    emissions of :func:`mixture_emission_log_likelihood`.  The independent
+    model: the same emissions, every point drawn from the class frequencies.
+    Their difference is what the sequence explains about the partition.
+
+    Returns
+    -------
+    chain, independent : float
+    """
+    eye = np.eye(n_classes)
+    log_em = mixture_emission_log_likelihood(x, labels, n_classes, prior, cache=cache)
+    trans = mm_core.transition_matrix(mm_core.expected_counts(eye[labels], lengths), alpha)
+    initial = mm_core.initial_distribution(eye[labels], lengths, alpha)
+    chain = mm_core.forward_backward(log_em, trans, initial, lengths=lengths).log_likelihood
+    freq = (np.bincount(labels, minlength=n_classes) + alpha) / (len(labels) + n_classes * alpha)
+    independent = float(logsumexp(log_em + np.log(freq)[None, :], axis=1).sum())
+    return float(chain), independent
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
     """Outcome of :func:`search`.
@@ -191,6 +296,7 @@ def search(
     screen_iterations: int = 0,
     emission_weight: float = 1.0,
     stretch_candidates: int = 0,
+    slow_candidates: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -235,6 +341,16 @@ def search(
     stretch_candidates : int
         Repartitions of the pairs of clusters that pass to each other most
         (:func:`stretch_proposals`) scored alongside.
+    slow_candidates : int
+        When no move above gains, up to twice as many splits along the slowest
+        direction (:func:`slow_proposals`) are scored by a chain whose
+        classes each emit from two Gaussians (:func:`mixture_chain_score`):
+        one is taken when that chain gains ``min_gain`` nats and so does what
+        the sequence explains (the chain's log-likelihood less that of the
+        same classes drawn independently), so that on points without sequence
+        structure none is.  The plain chain prefers splitting two similar
+        classes by style over splitting them by class; with two Gaussians per
+        class the style is absorbed within a class and the sequence decides.
 
     Returns
     -------
@@ -243,6 +359,7 @@ def search(
     eye = np.eye(n_classes)
     base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     taken: list[str] = []
+    cache: dict[bytes, np.ndarray] = {}
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
         proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
@@ -262,6 +379,22 @@ def search(
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
+        if best is None and slow_candidates > 0:
+            best = _best_slow_move(
+                x,
+                labels,
+                n_classes,
+                prior,
+                rng,
+                base,
+                alpha,
+                em_iterations,
+                lengths,
+                emission_weight,
+                slow_candidates,
+                min_gain,
+                cache,
+            )
         if best is None:
             break
         taken.append(f"{best[1].name} (+{best[0]:.1f} nats)")
@@ -270,6 +403,36 @@ def search(
         labels = np.argmax(best[2].posterior, axis=1)
         base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight)
     return SearchResult(labels, base, taken)
+
+
+def _best_slow_move(
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    rng: np.random.Generator,
+    base: ChainFit,
+    alpha: float,
+    em_iterations: int,
+    lengths: np.ndarray | None,
+    emission_weight: float,
+    n_best: int,
+    min_gain: float,
+    cache: dict[bytes, np.ndarray],
+) -> tuple[float, Move, ChainFit] | None:
+    """The :func:`slow_proposals` move of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
+    base_chain, base_iid = mixture_chain_score(x, labels, n_classes, prior, alpha, lengths, cache)
+    best: tuple[float, Move] | None = None
+    for move in slow_proposals(x, labels, base.transitions, rng, n_best, lengths):
+        chain, iid = mixture_chain_score(x, move.labels, n_classes, prior, alpha, lengths, cache)
+        gain, explained = chain - base_chain, (chain - iid) - (base_chain - base_iid)
+        log.debug("%s: %+.1f nats, sequence %+.1f", move.name, gain, explained)
+        if gain >= min_gain and explained >= min_gain and (best is None or gain > best[0]):
+            best = (gain, move)
+    if best is None:
+        return None
+    eye = np.eye(n_classes)
+    return best[0], best[1], chain_fit(x, eye[best[1].labels], prior, alpha, em_iterations, lengths, emission_weight)
 
 
 class ChainPrior:

@@ -254,3 +254,119 @@ def mixture_proposals(
         new[rows_s[side]] = j
         moves.append(Move(f"merge {i},{j} + split {s} by latents", new, float(score)))
     return moves
+
+
+def slow_split(
+    x: np.ndarray,
+    member: np.ndarray,
+    rng: np.random.Generator,
+    lengths: np.ndarray | None = None,
+    min_pairs: int = 10,
+) -> tuple[np.ndarray, float] | None:
+    """Split the member points in two along their *slowest* direction: the one consecutive members share most.
+
+    Within a run of one class the class stays while a point's style changes
+    from point to point, so along the direction that separates two classes a
+    member and the next member agree (lag-one correlation near 1) while along
+    a style direction they do not (near 0).  That direction w maximises
+    ``|w' C1 w| / w' C0 w``, with C0 the covariance of the member points and
+    C1 the symmetrised covariance of consecutive member pairs (x_t, x_t+1),
+    both members, never across a sequence boundary: a generalised
+    eigenproblem (slow feature analysis / lag-one canonical correlation).
+    A chain that alternates the two classes gives a strongly negative
+    correlation instead, hence the absolute value.  The members are split by
+    2-means on their projection.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    member : numpy.ndarray, shape (N,), bool
+    rng : numpy.random.Generator
+    lengths : numpy.ndarray, shape (S,), optional
+        Sequence lengths: no pair crosses a boundary.
+    min_pairs : int
+        Fewest consecutive member pairs for a split (fewer: ``None``).
+
+    Returns
+    -------
+    (side, correlation) or None
+        ``side`` (M,) bool, one per member point in order; ``correlation`` the
+        lag-one correlation of the projection.
+    """
+    rows = np.flatnonzero(member)
+    pair = member[:-1] & member[1:]
+    if lengths is not None:
+        pair &= ~mm_core.sequence_starts(lengths, member.shape[0])[1:]
+    first = np.flatnonzero(pair)
+    if len(first) < min_pairs or len(rows) < 2 * min_pairs:
+        return None
+    centred = x - x[rows].mean(axis=0)
+    d = x.shape[1]
+    c0 = centred[rows].T @ centred[rows] / len(rows)
+    c0 += 1e-6 * max(float(np.trace(c0)) / d, 1e-12) * np.eye(d)
+    c1 = centred[first].T @ centred[first + 1] / len(first)
+    inv_chol = np.linalg.inv(np.linalg.cholesky(c0))
+    values, vectors = np.linalg.eigh(inv_chol @ (0.5 * (c1 + c1.T)) @ inv_chol.T)
+    best = int(np.argmax(np.abs(values)))
+    projection = centred[rows] @ (inv_chol.T @ vectors[:, best])
+    side = gmm_core.split_in_two(projection[:, None], rng, n_iter=20)
+    return side, float(values[best])
+
+
+def slow_proposals(
+    x: np.ndarray,
+    labels: np.ndarray,
+    transitions: np.ndarray,
+    rng: np.random.Generator,
+    n_best: int,
+    lengths: np.ndarray | None = None,
+) -> list[Move]:
+    """Repartitions and merge-and-splits whose splits follow the slowest direction (:func:`slow_split`).
+
+    Two failures of a mixture on a sequence with runs of one class are
+    repaired by them:
+
+    * two similar classes split by style into two clusters that each hold
+      both: such a pair passes to each other often (T_ij T_ji high), and
+      ``repartition i,j by slow direction`` splits the pair's points along
+      the direction consecutive points share (for the ``n_best`` pairs with
+      most mutual transitions);
+    * one cluster holds two classes while another class is split by style in
+      two: ``merge i,j + split s by slow direction`` merges the pair that
+      passes to each other most and splits the cluster whose points' slowest
+      direction is most shared by consecutive points (for the ``n_best``
+      such clusters s).
+
+    Returns
+    -------
+    list of Move, each with the lag-one correlation (absolute) as its score.
+    """
+    k = transitions.shape[0]
+    mutual = transitions * transitions.T
+    i_up, j_up = np.triu_indices(k, 1)
+    pairs = [(int(i_up[c]), int(j_up[c])) for c in np.argsort(-mutual[i_up, j_up], kind="stable")]
+    moves = []
+    for i, j in pairs[:n_best]:
+        member = (labels == i) | (labels == j)
+        found = slow_split(x, member, rng, lengths)
+        if found is None:
+            continue
+        side, corr = found
+        rows = np.flatnonzero(member)
+        new = labels.copy()
+        agree = np.count_nonzero(~side & (labels[rows] == i)) + np.count_nonzero(side & (labels[rows] == j))
+        new[rows] = np.where(side, j, i) if 2 * agree >= len(rows) else np.where(side, i, j)
+        moves.append(Move(f"repartition {i},{j} by slow direction", new, abs(corr)))
+    splits = []
+    for s in range(k):
+        found = slow_split(x, labels == s, rng, lengths)
+        if found is not None:
+            splits.append((abs(found[1]), s, found[0]))
+    for corr, s, side in sorted(splits, key=lambda c: -c[0])[:n_best]:
+        i, j = next((p for p in pairs if s not in p), pairs[0])
+        new = labels.copy()
+        new[labels == j] = i
+        rows_s = np.flatnonzero(labels == s)
+        new[rows_s[side]] = j
+        moves.append(Move(f"merge {i},{j} + split {s} by slow direction", new, corr))
+    return moves
