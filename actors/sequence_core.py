@@ -385,7 +385,6 @@ def search(
                 labels,
                 n_classes,
                 prior,
-                rng,
                 base,
                 alpha,
                 em_iterations,
@@ -410,7 +409,6 @@ def _best_slow_move(
     labels: np.ndarray,
     n_classes: int,
     prior: gmm_core.NIWPrior,
-    rng: np.random.Generator,
     base: ChainFit,
     alpha: float,
     em_iterations: int,
@@ -423,7 +421,7 @@ def _best_slow_move(
     """The :func:`slow_proposals` move of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
     base_chain, base_iid = mixture_chain_score(x, labels, n_classes, prior, alpha, lengths, cache)
     best: tuple[float, Move] | None = None
-    for move in slow_proposals(x, labels, base.transitions, rng, n_best, lengths):
+    for move in slow_proposals(x, labels, base.transitions, n_best, lengths):
         chain, iid = mixture_chain_score(x, move.labels, n_classes, prior, alpha, lengths, cache)
         gain, explained = chain - base_chain, (chain - iid) - (base_chain - base_iid)
         log.debug("%s: %+.1f nats, sequence %+.1f", move.name, gain, explained)

@@ -259,7 +259,6 @@ def mixture_proposals(
 def slow_split(
     x: np.ndarray,
     member: np.ndarray,
-    rng: np.random.Generator,
     lengths: np.ndarray | None = None,
     min_pairs: int = 10,
 ) -> tuple[np.ndarray, float] | None:
@@ -275,13 +274,13 @@ def slow_split(
     eigenproblem (slow feature analysis / lag-one canonical correlation).
     A chain that alternates the two classes gives a strongly negative
     correlation instead, hence the absolute value.  The members are split by
-    2-means on their projection.
+    exact 2-means on their projection (:func:`two_means_1d`; no random
+    generator, so the search's stream is untouched unless a move is taken).
 
     Parameters
     ----------
     x : numpy.ndarray, shape (N, d)
     member : numpy.ndarray, shape (N,), bool
-    rng : numpy.random.Generator
     lengths : numpy.ndarray, shape (S,), optional
         Sequence lengths: no pair crosses a boundary.
     min_pairs : int
@@ -309,15 +308,32 @@ def slow_split(
     values, vectors = np.linalg.eigh(inv_chol @ (0.5 * (c1 + c1.T)) @ inv_chol.T)
     best = int(np.argmax(np.abs(values)))
     projection = centred[rows] @ (inv_chol.T @ vectors[:, best])
-    side = gmm_core.split_in_two(projection[:, None], rng, n_iter=20)
-    return side, float(values[best])
+    return two_means_1d(projection), float(values[best])
+
+
+def two_means_1d(p: np.ndarray) -> np.ndarray:
+    """The exact 2-means split of values (n,) (n >= 2): the threshold of least within-group scatter.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), bool
+        True for the values above the threshold.
+    """
+    order = np.argsort(p, kind="stable")
+    sums = np.cumsum(p[order])[:-1]
+    left = np.arange(1, p.shape[0])
+    # within scatter = sum p^2 - (S_left^2 / n_left + S_right^2 / n_right): maximise the bracket
+    explained = sums**2 / left + (sums[-1] + p[order[-1]] - sums) ** 2 / (p.shape[0] - left)
+    cut = int(np.argmax(explained)) + 1
+    side = np.zeros(p.shape[0], dtype=bool)
+    side[order[cut:]] = True
+    return side
 
 
 def slow_proposals(
     x: np.ndarray,
     labels: np.ndarray,
     transitions: np.ndarray,
-    rng: np.random.Generator,
     n_best: int,
     lengths: np.ndarray | None = None,
 ) -> list[Move]:
@@ -348,7 +364,7 @@ def slow_proposals(
     moves = []
     for i, j in pairs[:n_best]:
         member = (labels == i) | (labels == j)
-        found = slow_split(x, member, rng, lengths)
+        found = slow_split(x, member, lengths)
         if found is None:
             continue
         side, corr = found
@@ -359,7 +375,7 @@ def slow_proposals(
         moves.append(Move(f"repartition {i},{j} by slow direction", new, abs(corr)))
     splits = []
     for s in range(k):
-        found = slow_split(x, labels == s, rng, lengths)
+        found = slow_split(x, labels == s, lengths)
         if found is not None:
             splits.append((abs(found[1]), s, found[0]))
     for corr, s, side in sorted(splits, key=lambda c: -c[0])[:n_best]:
