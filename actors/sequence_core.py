@@ -24,6 +24,12 @@ Two more kinds compete with them: the mixture's merge-and-split moves
 (:func:`stretch_proposals`): a pair of clusters that pass to each other often is
 split again by its latents averaged over each stretch of consecutive points of
 the pair (within a run of one class the class stays and the style changes).
+When none of these gains, splits along the *slowest* direction
+(:func:`slow_proposals`: the direction consecutive points of a cluster, or a
+pair, share most) are scored by a chain whose classes each emit from two
+Gaussians (:func:`mixture_chain_score`), so that a class written in two
+styles is no longer better fitted split by style; such a move is taken only
+when what the sequence explains gains too.
 
 Candidates are ranked by how much context scatter they explain; all of them are
 screened by one forward-backward pass of their own labels, and the best few
@@ -49,21 +55,19 @@ import dataclasses
 import logging
 
 import numpy as np
-from scipy.special import logsumexp
 
-from actors import gmm_core, mm_core
+from actors import gmm_core, mm_core, slow_moves
 from actors.sequence_proposals import (
     Move,
     mixture_proposals,
     neighbour_context,
     propose_moves,
-    slow_proposals,
-    slow_split,
     stretch_means,
     stretch_proposals,
     two_means,
     within_scatter,
 )
+from actors.slow_moves import mixture_chain_score, mixture_emission_log_likelihood, slow_proposals, slow_split
 
 log = logging.getLogger(__name__)
 
@@ -160,104 +164,6 @@ def chain_fit(
         trans = mm_core.transition_matrix(fb.pair_counts, alpha)
         initial = mm_core.initial_distribution(w, lengths, alpha)
     return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
-
-
-def mixture_emission_log_likelihood(
-    x: np.ndarray,
-    labels: np.ndarray,
-    n_classes: int,
-    prior: gmm_core.NIWPrior,
-    n_iter: int = 5,
-    cache: dict[bytes, np.ndarray] | None = None,
-) -> np.ndarray:
-    """log p(x_n | class k) when each class emits from a mixture of two Gaussians fitted to its points.
-
-    A class that is one digit written in two styles is bimodal; a single
-    Gaussian per class then favours splitting it by style.  With two
-    components per class both partitions fit the latents about equally and
-    the sequence decides between them.  Each class's points are split at the
-    median of their first principal component (deterministic), then refined
-    by ``n_iter`` classification-EM steps between the two components, each
-    a posterior-mean Gaussian under ``prior``.
-
-    Parameters
-    ----------
-    x : numpy.ndarray, shape (N, d)
-    labels : numpy.ndarray, shape (N,), int in [0, K)
-    n_classes : int
-    prior : gmm_core.NIWPrior
-    n_iter : int
-    cache : dict, optional
-        Columns already computed, keyed by a class's member indices (a search
-        scores many candidates that leave most classes as they are).
-
-    Returns
-    -------
-    numpy.ndarray, shape (N, K)
-    """
-    out = np.empty((x.shape[0], n_classes))
-    for c in range(n_classes):
-        rows = np.flatnonzero(labels == c)
-        key = rows.tobytes()
-        if cache is not None and key in cache:
-            out[:, c] = cache[key]
-            continue
-        xr = x[rows]
-        if len(rows) < 8:  # too few points for two components: one Gaussian
-            post = gmm_core.class_posterior(xr, np.zeros(len(rows), dtype=np.int64), 1, prior)
-            means, prec_chol = gmm_core.point_estimate(post)
-            column = gmm_core.gaussian_log_likelihood(x, means, prec_chol)[:, 0]
-        else:
-            centred = xr - xr.mean(axis=0)
-            axis = np.linalg.eigh(centred.T @ centred)[1][:, -1]
-            proj = centred @ axis
-            side = (proj > np.median(proj)).astype(np.int64)
-            for _ in range(n_iter):
-                post = gmm_core.class_posterior(xr, side, 2, prior)
-                means, prec_chol = gmm_core.point_estimate(post)
-                log_w = np.log((post.counts + 1.0) / (len(rows) + 2.0))
-                new = np.argmax(gmm_core.gaussian_log_likelihood(xr, means, prec_chol) + log_w, axis=1)
-                if np.array_equal(new, side) or np.bincount(new, minlength=2).min() < 2:
-                    break
-                side = new
-            post = gmm_core.class_posterior(xr, side, 2, prior)
-            means, prec_chol = gmm_core.point_estimate(post)
-            log_w = np.log((post.counts + 1.0) / (len(rows) + 2.0))
-            column = logsumexp(gmm_core.gaussian_log_likelihood(x, means, prec_chol) + log_w, axis=1)
-        out[:, c] = column
-        if cache is not None:
-            cache[key] = column
-    return out
-
-
-def mixture_chain_score(
-    x: np.ndarray,
-    labels: np.ndarray,
-    n_classes: int,
-    prior: gmm_core.NIWPrior,
-    alpha: float,
-    lengths: np.ndarray | None = None,
-    cache: dict[bytes, np.ndarray] | None = None,
-) -> tuple[float, float]:
-    """Log-likelihoods of the latents under two models of the partition ``labels``, both with two-Gaussian classes.
-
-    The chain: transitions and initial distribution counted from ``labels``,
-    emissions of :func:`mixture_emission_log_likelihood`.  The independent
-    model: the same emissions, every point drawn from the class frequencies.
-    Their difference is what the sequence explains about the partition.
-
-    Returns
-    -------
-    chain, independent : float
-    """
-    eye = np.eye(n_classes)
-    log_em = mixture_emission_log_likelihood(x, labels, n_classes, prior, cache=cache)
-    trans = mm_core.transition_matrix(mm_core.expected_counts(eye[labels], lengths), alpha)
-    initial = mm_core.initial_distribution(eye[labels], lengths, alpha)
-    chain = mm_core.forward_backward(log_em, trans, initial, lengths=lengths).log_likelihood
-    freq = (np.bincount(labels, minlength=n_classes) + alpha) / (len(labels) + n_classes * alpha)
-    independent = float(logsumexp(log_em + np.log(freq)[None, :], axis=1).sum())
-    return float(chain), independent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,19 +324,12 @@ def _best_slow_move(
     min_gain: float,
     cache: dict[bytes, np.ndarray],
 ) -> tuple[float, Move, ChainFit] | None:
-    """The :func:`slow_proposals` move of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
-    base_chain, base_iid = mixture_chain_score(x, labels, n_classes, prior, alpha, lengths, cache)
-    best: tuple[float, Move] | None = None
-    for move in slow_proposals(x, labels, base.transitions, n_best, lengths):
-        chain, iid = mixture_chain_score(x, move.labels, n_classes, prior, alpha, lengths, cache)
-        gain, explained = chain - base_chain, (chain - iid) - (base_chain - base_iid)
-        log.debug("%s: %+.1f nats, sequence %+.1f", move.name, gain, explained)
-        if gain >= min_gain and explained >= min_gain and (best is None or gain > best[0]):
-            best = (gain, move)
-    if best is None:
+    """The :func:`slow_moves.best_move` of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
+    found = slow_moves.best_move(x, labels, n_classes, prior, base.transitions, alpha, lengths, n_best, min_gain, cache)
+    if found is None:
         return None
-    eye = np.eye(n_classes)
-    return best[0], best[1], chain_fit(x, eye[best[1].labels], prior, alpha, em_iterations, lengths, emission_weight)
+    fit = chain_fit(x, np.eye(n_classes)[found[1].labels], prior, alpha, em_iterations, lengths, emission_weight)
+    return found[0], found[1], fit
 
 
 class ChainPrior:
