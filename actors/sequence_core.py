@@ -325,10 +325,18 @@ def _best_slow_move(
     cache: dict[bytes, np.ndarray],
 ) -> tuple[float, Move, ChainFit] | None:
     """The :func:`slow_moves.best_move` of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
-    found = slow_moves.best_move(x, labels, n_classes, prior, base.transitions, alpha, lengths, n_best, min_gain, cache)
+    eye = np.eye(n_classes)
+
+    def refine(proposed: np.ndarray) -> np.ndarray:
+        fit = chain_fit(x, eye[proposed], prior, alpha, em_iterations, lengths, emission_weight)
+        return np.argmax(fit.posterior, axis=1)
+
+    found = slow_moves.best_move(
+        x, labels, n_classes, prior, base.transitions, alpha, lengths, n_best, min_gain, cache, refine
+    )
     if found is None:
         return None
-    fit = chain_fit(x, np.eye(n_classes)[found[1].labels], prior, alpha, em_iterations, lengths, emission_weight)
+    fit = chain_fit(x, eye[found[1].labels], prior, alpha, em_iterations, lengths, emission_weight)
     return found[0], found[1], fit
 
 

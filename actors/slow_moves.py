@@ -21,6 +21,7 @@ other move gains.  Nothing here uses a random generator.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from scipy.special import logsumexp
@@ -272,21 +273,28 @@ def best_move(
     n_best: int,
     min_gain: float,
     cache: dict[bytes, np.ndarray] | None = None,
+    refine: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[float, Move] | None:
     """The best of :func:`slow_proposals` by :func:`mixture_chain_score`, or None when none gains.
 
     A move is kept when the chain with two-Gaussian classes gains ``min_gain``
     nats and so does what the sequence explains (the chain's log-likelihood
     less that of the same classes drawn independently): on points without
-    sequence structure no move is then taken.
+    sequence structure no move is then taken.  With ``refine`` (labels ->
+    labels, e.g. the argmax of a chain fitted from them) the current labels
+    and every proposal's are refined before they are scored, so that a split
+    is judged once its stray points have settled.
 
     Returns
     -------
     (gain, move) or None
     """
-    base_chain, base_iid = mixture_chain_score(x, labels, n_classes, prior, alpha, lengths, cache)
+    settled = labels if refine is None else refine(labels)
+    base_chain, base_iid = mixture_chain_score(x, settled, n_classes, prior, alpha, lengths, cache)
     best: tuple[float, Move] | None = None
     for move in slow_proposals(x, labels, transitions, n_best, lengths):
+        if refine is not None:
+            move = Move(move.name, refine(move.labels), move.score)
         chain, iid = mixture_chain_score(x, move.labels, n_classes, prior, alpha, lengths, cache)
         gain, explained = chain - base_chain, (chain - iid) - (base_chain - base_iid)
         log.debug("%s: %+.1f nats, sequence %+.1f", move.name, gain, explained)
