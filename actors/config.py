@@ -235,6 +235,14 @@ class GMMConfig(_Config):
         (stay 0.6) on fixed latents, order seed 0: 0.846 -> 0.873 (TV 0.148
         -> 0.119); independent draws 0.775 -> 0.772, the noisy cycle 0.956 ->
         0.954.
+    slow_candidates : int
+        When no move above gains: repartitions of the pairs of clusters that
+        pass to each other most, and merge-and-splits of the clusters whose
+        consecutive points share a direction most, split along the direction
+        consecutive points share (the class, not the style), scored by a
+        chain whose classes each emit from two Gaussians and taken only when
+        the sequence explains the gain (:func:`actors.sequence_core.search`);
+        0 turns them off.
     use_class_prior : bool
         Add the Markov model's message to every point's class weights (the
         default).  False keeps only the mixture's own sequence machinery (an
@@ -264,6 +272,7 @@ class GMMConfig(_Config):
     moves_scored: int = 3
     chain_emission_weight: float = 0.7
     stretch_candidates: int = 3
+    slow_candidates: int = 3
     use_class_prior: bool = True
 
     def __post_init__(self) -> None:
@@ -289,6 +298,7 @@ class GMMConfig(_Config):
         _check_int("moves_scored", self.moves_scored, 0)
         _check_float("chain_emission_weight", self.chain_emission_weight, 0.0)
         _check_int("stretch_candidates", self.stretch_candidates, 0)
+        _check_int("slow_candidates", self.slow_candidates, 0)
         if not isinstance(self.use_class_prior, bool):
             raise ConfigError(f"use_class_prior should be True or False, got {self.use_class_prior!r}")
 

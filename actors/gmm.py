@@ -205,6 +205,7 @@ class GMMWorker:
                 n_scored=cfg.moves_scored,
                 emission_weight=cfg.chain_emission_weight,
                 stretch_candidates=cfg.stretch_candidates,
+                slow_candidates=cfg.slow_candidates,
             )
             moves = found.moves
             if moves or log_bias is None:

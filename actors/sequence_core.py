@@ -24,6 +24,12 @@ Two more kinds compete with them: the mixture's merge-and-split moves
 (:func:`stretch_proposals`): a pair of clusters that pass to each other often is
 split again by its latents averaged over each stretch of consecutive points of
 the pair (within a run of one class the class stays and the style changes).
+When none of these gains, splits along the *slowest* direction
+(:func:`slow_proposals`: the direction consecutive points of a cluster, or a
+pair, share most) are scored by a chain whose classes each emit from two
+Gaussians (:func:`mixture_chain_score`), so that a class written in two
+styles is no longer better fitted split by style; such a move is taken only
+when what the sequence explains gains too.
 
 Candidates are ranked by how much context scatter they explain; all of them are
 screened by one forward-backward pass of their own labels, and the best few
@@ -50,7 +56,7 @@ import logging
 
 import numpy as np
 
-from actors import gmm_core, mm_core
+from actors import gmm_core, mm_core, slow_moves
 from actors.label_emissions import LabelEmissions
 from actors.sequence_proposals import (
     Move,
@@ -62,6 +68,7 @@ from actors.sequence_proposals import (
     two_means,
     within_scatter,
 )
+from actors.slow_moves import mixture_chain_score, mixture_emission_log_likelihood, slow_proposals, slow_split
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,11 @@ __all__ = [
     "mixture_proposals",
     "neighbour_context",
     "propose_moves",
+    "mixture_chain_score",
+    "mixture_emission_log_likelihood",
     "search",
+    "slow_proposals",
+    "slow_split",
     "stretch_means",
     "stretch_proposals",
     "two_means",
@@ -222,6 +233,7 @@ def search(
     screen_iterations: int = 0,
     emission_weight: float = 1.0,
     stretch_candidates: int = 0,
+    slow_candidates: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -266,6 +278,16 @@ def search(
     stretch_candidates : int
         Repartitions of the pairs of clusters that pass to each other most
         (:func:`stretch_proposals`) scored alongside.
+    slow_candidates : int
+        When no move above gains, up to twice as many splits along the slowest
+        direction (:func:`slow_proposals`) are scored by a chain whose
+        classes each emit from two Gaussians (:func:`mixture_chain_score`):
+        one is taken when that chain gains ``min_gain`` nats and so does what
+        the sequence explains (the chain's log-likelihood less that of the
+        same classes drawn independently), so that on points without sequence
+        structure none is.  The plain chain prefers splitting two similar
+        classes by style over splitting them by class; with two Gaussians per
+        class the style is absorbed within a class and the sequence decides.
 
     Returns
     -------
@@ -276,6 +298,7 @@ def search(
     emissions = LabelEmissions(x, labels, n_classes, prior)
     base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight, emissions.base)
     taken: list[str] = []
+    cache: dict[bytes, np.ndarray] = {}
     for _ in range(max_moves):
         best: tuple[float, Move, ChainFit] | None = None
         proposals = propose_moves(labels, base.posterior, rng, n_best, lengths=lengths)
@@ -300,6 +323,21 @@ def search(
             gain = fit.log_likelihood - base.log_likelihood
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
+        if best is None and slow_candidates > 0:
+            best = _best_slow_move(
+                x,
+                labels,
+                n_classes,
+                prior,
+                base,
+                alpha,
+                em_iterations,
+                lengths,
+                emission_weight,
+                slow_candidates,
+                min_gain,
+                cache,
+            )
         if best is None:
             break
         taken.append(f"{best[1].name} (+{best[0]:.1f} nats)")
@@ -309,6 +347,36 @@ def search(
         emissions = LabelEmissions(x, labels, n_classes, prior)
         base = chain_fit(x, eye[labels], prior, alpha, em_iterations, lengths, emission_weight, emissions.base)
     return SearchResult(labels, base, taken)
+
+
+def _best_slow_move(
+    x: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    prior: gmm_core.NIWPrior,
+    base: ChainFit,
+    alpha: float,
+    em_iterations: int,
+    lengths: np.ndarray | None,
+    emission_weight: float,
+    n_best: int,
+    min_gain: float,
+    cache: dict[bytes, np.ndarray],
+) -> tuple[float, Move, ChainFit] | None:
+    """The :func:`slow_moves.best_move` of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
+    eye = np.eye(n_classes)
+
+    def refine(proposed: np.ndarray) -> np.ndarray:
+        fit = chain_fit(x, eye[proposed], prior, alpha, em_iterations, lengths, emission_weight)
+        return np.argmax(fit.posterior, axis=1)
+
+    found = slow_moves.best_move(
+        x, labels, n_classes, prior, base.transitions, alpha, lengths, n_best, min_gain, cache, refine
+    )
+    if found is None:
+        return None
+    fit = chain_fit(x, eye[found[1].labels], prior, alpha, em_iterations, lengths, emission_weight)
+    return found[0], found[1], fit
 
 
 class ChainPrior:

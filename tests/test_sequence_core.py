@@ -106,3 +106,52 @@ def test_sequence_worker_is_deterministic_and_reports_the_moves_it_takes() -> No
     for a, b in ((0, 1), (2, 3)):
         np.testing.assert_array_equal(outs[a][0], outs[b][0])
         assert outs[a][1] == outs[b][1]
+
+
+def _runs_by_style(rng: np.random.Generator, n: int = 900, stay: float = 0.8):
+    """Runs of one of 3 classes; classes 0 and 1 are close and each written in two styles far apart.
+
+    Returns the points (n, 2), the classes, and the partition by style (classes 0 and 1 pooled, then split by
+    style: the one a Gaussian mixture, and a Gaussian-emission chain, prefer).
+    """
+    trans = np.full((3, 3), (1.0 - stay) / 2) + (stay - (1.0 - stay) / 2) * np.eye(3)
+    y = mm_core_sample(trans, n, rng)
+    style = rng.choice([-3.0, 3.0], size=n)
+    x = np.stack([1.2 * (y == 1) - 0.6 + 0.4 * rng.normal(size=n), style + 0.5 * rng.normal(size=n)], axis=1)
+    x[y == 2] = [8.0, 0.0] + 0.5 * rng.normal(size=(int((y == 2).sum()), 2))
+    return x, y, np.where(y == 2, 2, (style > 0).astype(np.int64))
+
+
+def mm_core_sample(trans: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    states = np.empty(n, dtype=np.int64)
+    states[0] = 0
+    for t in range(1, n):
+        states[t] = rng.choice(trans.shape[0], p=trans[states[t - 1]])
+    return states
+
+
+def test_slow_moves_split_runs_by_class_where_the_plain_chain_prefers_style() -> None:
+    rng = np.random.default_rng(7)
+    x, y, by_style = _runs_by_style(rng)
+    prior = gmm_core.default_prior(x, scale=0.5)
+    eye = np.eye(3)
+    # the plain chain prefers the style split, so the other moves keep it
+    plain = sequence_core.chain_fit(x, eye[y], prior, 0.1, 3).log_likelihood
+    assert plain < sequence_core.chain_fit(x, eye[by_style], prior, 0.1, 3).log_likelihood
+    kept = sequence_core.search(x, by_style, 3, prior, np.random.default_rng(0), max_moves=4)
+    assert accuracy(kept.labels, y) < 0.8
+    found = sequence_core.search(x, by_style, 3, prior, np.random.default_rng(0), max_moves=4, slow_candidates=3)
+    assert any("slow direction" in m for m in found.moves)
+    assert accuracy(found.labels, y) > 0.95
+
+
+def test_slow_moves_take_nothing_without_sequence_structure() -> None:
+    # The same points in a random order: the style split is the mixture's answer and no slow move is taken.
+    rng = np.random.default_rng(7)
+    x, y, by_style = _runs_by_style(rng)
+    order = np.random.default_rng(1).permutation(len(y))
+    prior = gmm_core.default_prior(x, scale=0.5)
+    found = sequence_core.search(
+        x[order], by_style[order], 3, prior, np.random.default_rng(0), max_moves=4, slow_candidates=3
+    )
+    assert not any("slow direction" in m for m in found.moves)
