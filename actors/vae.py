@@ -247,6 +247,17 @@ class VAEWorker:
             self._data_key = key
         return self._data
 
+    def _begin(self, round: int, x: torch.Tensor, means: np.ndarray | None) -> tuple[float, torch.Tensor]:
+        """Start an update on the points ``x`` (M, D): progress reset, networks built where needed; returns the
+        start time and the prior means (M, d) as a tensor (zeros before the GMM's first message)."""
+        start = self._started = time.perf_counter()
+        self._progress = {"round": round, "epoch": 0, "epochs": self.config.epochs, "loss": None, "seconds": 0.0}
+        if self.net is None or not self.config.warm_start:
+            self._build(x.shape[1])
+        if means is None:
+            return start, torch.zeros(x.shape[0], self.config.latent_dim, device=self.device)
+        return start, torch.as_tensor(np.asarray(means, dtype=np.float32), device=self.device)
+
     def update(
         self, round: int, data: ObservationData, prior_means: PriorMeans | None = None
     ) -> tuple[Latents, Reconstruction, dict[str, Any]]:
@@ -258,17 +269,10 @@ class VAEWorker:
         reconstruction : Reconstruction, x_hat (N, D) to the observation
         report : dict with ``loss`` (epochs,), ``log_var`` (N, d), ``seconds``
         """
-        start = self._started = time.perf_counter()
-        self._progress = {"round": round, "epoch": 0, "epochs": self.config.epochs, "loss": None, "seconds": 0.0}
         x = self._tensor(data.data)
-        n, dim = x.shape
-        if self.net is None or not self.config.warm_start:
-            self._build(dim)
+        start, mu = self._begin(round, x, None if prior_means is None else prior_means.means)
         assert self.net is not None and self.optimizer is not None
-        if prior_means is None:
-            mu = torch.zeros(n, self.config.latent_dim, device=self.device)
-        else:
-            mu = torch.as_tensor(np.asarray(prior_means.means, dtype=np.float32), device=self.device)
+        n = x.shape[0]
         losses = vae_core.train_epochs(
             self.net,
             self.optimizer,

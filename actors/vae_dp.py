@@ -323,17 +323,9 @@ class VAEShardWorker(VAEWorker):
         """
         if self._rows is None:
             raise ConfigError(f"{self.name} shard {self.rank} should get its rows (load_rows) before it trains")
-        start = self._started = time.perf_counter()
-        self._progress = {"round": round, "epoch": 0, "epochs": self.config.epochs, "loss": None, "seconds": 0.0}
         x = self._rows
-        m, dim = x.shape
-        if self.net is None or not self.config.warm_start:
-            self._build(dim)
+        start, mu = self._begin(round, x, prior_means)
         assert self.net is not None and self.optimizer is not None
-        if prior_means is None:
-            mu = torch.zeros(m, self.config.latent_dim, device=self.device)
-        else:
-            mu = torch.as_tensor(np.asarray(prior_means, dtype=np.float32), device=self.device)
         if self._grads is None or self._grads_net is not self.net or not self._grads.attached():
             self._grads = FlatGrads([p for p in self.net.parameters() if p.requires_grad])
             self._grads_net = self.net
