@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -146,18 +147,30 @@ class GMMShard:
         second : numpy.ndarray, shape (K, d, d), int64: fixed-point sum of the outer products (grid 2**-e2)
         """
         assert self.labels is not None
+        labels = self.labels
+        return self._group_stats(lambda s: labels[s], self.k, reference, e1, e2)
+
+    def _group_stats(
+        self, groups: Callable[[slice], np.ndarray], m: int, reference: np.ndarray, e1: int, e2: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Counts, fixed-point sums and second moments about ``reference`` (m, d) of ``m`` groups of the points.
+
+        ``groups(block)`` gives each point of a block its group; each block's float sums are
+        rounded to the grids (2**-e1, 2**-e2) before they are added, so the result does not
+        depend on how the blocks are spread over shards.
+        """
         d = self.x.shape[1]
-        counts = np.zeros(self.k, np.int64)
-        sums = np.zeros((self.k, d), np.int64)
-        second = np.zeros((self.k, d, d), np.int64)
+        counts = np.zeros(m, np.int64)
+        sums = np.zeros((m, d), np.int64)
+        second = np.zeros((m, d, d), np.int64)
         for _, s in self._blocks():
-            lab = self.labels[s]
-            cnt = np.bincount(lab, minlength=self.k)
-            order = np.argsort(lab, kind="stable")
+            group = groups(s)
+            cnt = np.bincount(group, minlength=m)
+            order = np.argsort(group, kind="stable")
             bounds = np.concatenate(([0], np.cumsum(cnt)))
             xb = self.x[s][order]
-            bs, b2 = np.zeros((self.k, d)), np.zeros((self.k, d, d))
-            for j in np.flatnonzero(cnt):  # K BLAS calls on each class's rows of the block
+            bs, b2 = np.zeros((m, d)), np.zeros((m, d, d))
+            for j in np.flatnonzero(cnt):  # one BLAS call on each group's rows of the block
                 rows = xb[bounds[j] : bounds[j + 1]] - reference[j]
                 bs[j] = rows.sum(axis=0)
                 b2[j] = rows.T @ rows
@@ -180,27 +193,10 @@ class GMMShard:
         from actors.shard_moves import split_side
 
         assert self.labels is not None
-        d, m = self.x.shape[1], 2 * self.k
-        reference = centres.reshape(m, d)
-        counts = np.zeros(m, np.int64)
-        sums = np.zeros((m, d), np.int64)
-        second = np.zeros((m, d, d), np.int64)
-        for _, s in self._blocks():
-            lab = self.labels[s]
-            group = 2 * lab + split_side(self.x[s], lab, centres)
-            cnt = np.bincount(group, minlength=m)
-            order = np.argsort(group, kind="stable")
-            bounds = np.concatenate(([0], np.cumsum(cnt)))
-            xb = self.x[s][order]
-            bs, b2 = np.zeros((m, d)), np.zeros((m, d, d))
-            for j in np.flatnonzero(cnt):
-                rows = xb[bounds[j] : bounds[j + 1]] - reference[j]
-                bs[j] = rows.sum(axis=0)
-                b2[j] = rows.T @ rows
-            counts += cnt
-            sums += to_fixed(bs, e1)
-            second += to_fixed(b2, e2)
-        return counts, sums, second
+        labels, x = self.labels, self.x
+        m = 2 * self.k
+        reference = centres.reshape(m, x.shape[1])
+        return self._group_stats(lambda s: 2 * labels[s] + split_side(x[s], labels[s], centres), m, reference, e1, e2)
 
     def apply_move(self, i: int, j: int, s: int, centres: np.ndarray) -> None:
         """Merge class j into i and split class s at ``centres`` (2, d): its points nearer the second take j."""
