@@ -42,14 +42,12 @@ def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     return out, snapshot(out)
 
 
+# Every write phase once, and the first and last of the 9 updates (a round's first, middle and last module).
 KILL_POINTS = [
     ("before-rename", 1),
-    ("before-rename", 4),
     ("before-rename", 9),
-    ("after-rename", 2),
     ("after-rename", 6),
     ("after-copy", 3),
-    ("after-copy", 5),
     ("after-copy", 8),
 ]
 
@@ -63,7 +61,7 @@ def test_sigkill_at_a_write_phase_then_resume_is_byte_identical(reference, tmp_p
     assert snapshot(out) == reference[1]
 
 
-@pytest.mark.parametrize("delay", [2.0, 3.5, 5.0])
+@pytest.mark.parametrize("delay", [2.0, 4.5])
 def test_sigkill_at_a_random_moment_then_resume_is_byte_identical(reference, tmp_path, delay: float) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--out", str(out), *RUN_ARGS]

@@ -79,6 +79,10 @@ def _cli(tmp_path: Path, tty: bool) -> str:
         "1",
         "--epochs",
         "6",
+        "--sweeps",
+        "20",
+        "--latent-dim",
+        "8",
         "--out",
         str(tmp_path / ("tty" if tty else "pipe")),
     ]
