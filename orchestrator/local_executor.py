@@ -16,11 +16,11 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self) -> None:
-        self.threads: int | None = None  # BLAS threads during a call (see set_threads)
+        self.threads: dict[int, int] = {}  # BLAS threads during each worker's calls (see set_threads)
 
     def set_threads(self, worker: Any, threads: int) -> None:
-        """numpy's BLAS threads while this process runs a worker's calls (restored after each call)."""
-        self.threads = int(threads)
+        """numpy's BLAS threads while this process runs ``worker``'s calls (restored after each call)."""
+        self.threads[id(worker)] = int(threads)
 
     def reserve(
         self,
@@ -44,7 +44,7 @@ class LocalExecutor:
         return value
 
     def call(self, worker: Any, method: str, n_returns: int, **kwargs: Any) -> list[Any]:
-        with blas_threads(self.threads):
+        with blas_threads(self.threads.get(id(worker))):
             out = getattr(worker, method)(**kwargs)
         return list(out) if n_returns > 1 else [out]
 

@@ -212,12 +212,13 @@ class Session:
             for module in self.workers:
                 self.pool.record_placement(module)
             if self.group is not None:
+                # Shard workers run numpy's BLAS on one thread, as the unsharded GMM and MM (workers.py).
                 if self.backend == "ray":
                     from orchestrator.shard_group import RayShardOps
 
-                    ops: Any = RayShardOps(executor, self.threads, timeout=self.timeout)
+                    ops: Any = RayShardOps(executor, 1, timeout=self.timeout)
                 else:
-                    ops = LocalShardOps(executor, self.threads)
+                    ops = LocalShardOps(executor, 1)
                 self.group.start(ops, self.pool.extra_bundles)
                 for module in self.group.modules:
                     self.pool.placement[self.graph.name(module)] = self.group.placement(module)

@@ -201,7 +201,10 @@ class WorkerPool:
             args = (*args[:-1], threads, count, each, self.executor.placement_group, bundles)
             cls, res = VAEGroupWorker, {"num_cpus": 0}
         worker = self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
-        self.executor.set_threads(worker, self.threads)  # numpy's BLAS too: its sums also depend on the thread count
+        # numpy's BLAS threads are fixed too (its sums depend on the count): the run's for the VAE, one for the
+        # mixture and the chain, whose products are (N, K) by (K, d^2) at most: a second BLAS thread only adds
+        # hand-offs there, and beside a busy core its spinning made a GMM update 10-30x slower (see README).
+        self.executor.set_threads(worker, self.threads if module.kind == "vae" else 1)
         self.workers[module] = worker
         return worker
 

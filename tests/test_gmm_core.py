@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import multivariate_normal, wishart
+from scipy.stats import chisquare, multivariate_normal, wishart
 from sklearn.mixture import GaussianMixture
 
 from actors import gmm_core
@@ -30,6 +30,38 @@ def test_log_likelihood_matches_scipy() -> None:
     got = gmm_core.gaussian_log_likelihood(x, means, prec_chol)
     want = np.stack([multivariate_normal(means[j], covs[j]).logpdf(x) for j in range(2)], axis=1)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_quadratic_features_match_the_direct_log_density_and_class_statistics() -> None:
+    """The sweep's one-product forms equal scipy's log-densities and the per-class loop, to rounding."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(loc=3.0, size=(300, 4)) * np.array([1.0, 0.2, 5.0, 1.0])  # off-centre, uneven scales
+    labels = rng.integers(0, 4, size=300)
+    labels[labels == 2] = 3  # an empty class
+    means = rng.normal(loc=3.0, size=(4, 4))
+    covs = np.stack([np.diag(rng.uniform(0.1, 3.0, 4)) + 0.05 for _ in range(4)])
+    prec_chol = np.linalg.cholesky(np.linalg.inv(covs))
+    quad = gmm_core.QuadraticFeatures(x)
+    want = np.stack([multivariate_normal(means[j], covs[j]).logpdf(x) for j in range(4)])
+    np.testing.assert_allclose(quad.log_likelihood(means, prec_chol), want, rtol=1e-9, atol=1e-9)
+    prior = gmm_core.default_prior(x)
+    a, b = gmm_core.class_posterior(x, labels, 4, prior), quad.class_posterior(labels, 4, prior)
+    for field in ("counts", "kappa", "dof", "mean", "scale"):
+        np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-9, atol=1e-9)
+
+
+def test_column_sampler_draws_each_class_with_its_probability() -> None:
+    """One uniform per point through the CDF: class frequencies match the probabilities (chi-square)."""
+    rng = np.random.default_rng(12)
+    probs = np.array([[0.7, 0.0, 0.3], [0.1, 0.1, 0.8], [0.0, 0.0, 1.0]]).T  # (K, N): three points' columns
+    draws = np.stack([gmm_core._sample_columns(np.repeat(probs, 2000, axis=1), rng) for _ in range(5)])
+    for point in range(3):
+        got = np.bincount(draws[:, point * 2000 : (point + 1) * 2000].ravel(), minlength=3)
+        expected = probs[:, point] * got.sum()
+        assert got[expected == 0].sum() == 0  # a zero-probability class is never drawn
+        live = expected > 0
+        if live.sum() > 1:
+            assert chisquare(got[live], expected[live]).pvalue > 1e-3
 
 
 def test_class_posterior_matches_brute_force_formulas() -> None:

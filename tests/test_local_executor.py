@@ -32,11 +32,17 @@ def test_calls_return_one_reference_per_output_and_references_are_values() -> No
     assert not ex.is_actor_failure(RuntimeError("x"))
 
 
-def test_blas_threads_hold_during_each_call_only() -> None:
+def test_blas_threads_hold_during_each_call_only_and_per_worker() -> None:
+    """Each worker's calls run with its own BLAS thread count (the VAE's, and one for the GMM and MM)."""
     ex = LocalExecutor()
-    worker = _Worker(0)
-    ex.set_threads(worker, 1)
-    if worker.blas():  # numpy's BLAS is seen by threadpoolctl
-        assert ex.call(worker, "blas", 1) == [[1]]
+    one, two = _Worker(0), _Worker(1)
+    ex.set_threads(one, 1)
+    ex.set_threads(two, 2)
+    if one.blas():  # numpy's BLAS is seen by threadpoolctl
+        outside = one.blas()
+        assert ex.call(one, "blas", 1) == [[1]]
+        assert ex.call(two, "blas", 1) == [[2]]
+        assert ex.call(one, "blas", 1) == [[1]]
+        assert one.blas() == outside  # restored after each call
     with blas_threads(None):  # nothing to limit
-        assert ex.threads == 1
+        assert ex.threads == {id(one): 1, id(two): 2}
