@@ -123,14 +123,7 @@ def noisy_cycle_sequence(
     noisy = rng.choice(n, size=int(round(fraction * n)), replace=False)
     indices[noisy] = indices[rng.permutation(noisy)]
     states = inverse[indices]
-    return ChainSequence(
-        data=data[indices],
-        labels=labels[indices],
-        indices=indices,
-        classes=classes,
-        transitions=empirical_transitions(states, k),
-        n_reused=n_reused,
-    )
+    return ChainSequence.of_rows(data, labels, indices, classes, empirical_transitions(states, k), n_reused)
 
 
 def independent_sequence(data: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> ChainSequence:
@@ -146,14 +139,7 @@ def independent_sequence(data: np.ndarray, labels: np.ndarray, rng: np.random.Ge
     data, labels, classes, inverse = _classes(data, labels)
     indices = rng.permutation(len(labels))
     freq = np.bincount(inverse, minlength=len(classes)) / len(labels)
-    return ChainSequence(
-        data=data[indices],
-        labels=labels[indices],
-        indices=indices,
-        classes=classes,
-        transitions=np.tile(freq, (len(classes), 1)),
-        n_reused=0,
-    )
+    return ChainSequence.of_rows(data, labels, indices, classes, np.tile(freq, (len(classes), 1)))
 
 
 def short_sequences(
@@ -191,14 +177,8 @@ def short_sequences(
     starts = np.full(k, 1.0 / k)
     states = np.concatenate([sample_chain(trans, length, rng, initial=starts) for _ in range(n_sequences)])
     indices, n_reused = draw_points(inverse, states, rng)
-    return ChainSequence(
-        data=data[indices],
-        labels=labels[indices],
-        indices=indices,
-        classes=classes,
-        transitions=trans,
-        n_reused=n_reused,
-        lengths=np.full(n_sequences, length, dtype=np.int64),
+    return ChainSequence.of_rows(
+        data, labels, indices, classes, trans, n_reused, lengths=np.full(n_sequences, length, dtype=np.int64)
     )
 
 

@@ -226,6 +226,20 @@ class ChainSequence:
         """Class index in [0, K) of every point, shape (N,)."""
         return np.searchsorted(self.classes, self.labels)
 
+    @classmethod
+    def of_rows(
+        cls,
+        data: np.ndarray,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        classes: np.ndarray,
+        transitions: np.ndarray,
+        n_reused: int = 0,
+        lengths: np.ndarray | None = None,
+    ) -> ChainSequence:
+        """The sequence of source rows ``indices`` (N,) of ``data`` (M, D) and ``labels`` (M,), in that order."""
+        return cls(data[indices], labels[indices], indices, classes, transitions, n_reused, lengths)
+
     def empirical_transitions(self) -> np.ndarray:
         """Transition matrix of the sampled sequence, shape (K, K): the best achievable target."""
         return empirical_transitions(self.states, len(self.classes), self.lengths)
@@ -277,14 +291,7 @@ def chain_sequence(
     trans = random_transitions(k, rng, **random_options) if transitions is None else _check_transitions(transitions, k)  # type: ignore[arg-type]
     states = sample_chain(trans, n_points, rng)
     indices, n_reused = draw_points(inverse, states, rng)
-    return ChainSequence(
-        data=data[indices],
-        labels=labels[indices],
-        indices=indices,
-        classes=classes,
-        transitions=trans,
-        n_reused=n_reused,
-    )
+    return ChainSequence.of_rows(data, labels, indices, classes, trans, n_reused)
 
 
 def draw_points(inverse: np.ndarray, states: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
