@@ -253,3 +253,32 @@ def test_a_failed_rewrite_of_a_part_keeps_the_old_part(tmp_path, monkeypatch) ->
         np.testing.assert_array_equal(read_part(directory)[0]["labels"], old["labels"])
     write_part(directory, new, {"shard": 1}, {"classes": new["labels"]})
     np.testing.assert_array_equal(read_part(directory)[0]["labels"], new["labels"])
+
+
+def test_a_part_write_refused_in_a_ray_shard_actor_raises_its_one_line_storage_error(ray_session) -> None:
+    """A shard actor's StorageError reaches the driver as itself (not Ray's multi-line task error), so the CLI
+    prints its one line and says how to resume."""
+    from messages.errors import StorageError
+    from orchestrator.shard_group import RayShards
+
+    class RefusedWriter:  # defined here: pickled by value (the test module does not import on Ray's workers)
+        """A stand-in shard actor whose part write is refused by its storage."""
+
+        def write_part(self, directory: str, meta: dict) -> dict:
+            import errno
+
+            from messages.errors import StorageError
+
+            raise StorageError(f"{directory}/part.arrow", errno.EACCES, "Permission denied")
+
+    actor = ray_session.remote(num_cpus=0)(RefusedWriter).remote()
+    try:
+        with pytest.raises(StorageError) as got:
+            RayShards([actor]).map("write_part", per_shard=[("s3://bucket/run/gmm/shards/000/shard000", {})])
+        assert type(got.value) is StorageError
+        assert (
+            str(got.value)
+            == "cannot write s3://bucket/run/gmm/shards/000/shard000/part.arrow: Permission denied (EACCES)"
+        )
+    finally:
+        ray_session.kill(actor)
