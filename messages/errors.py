@@ -55,6 +55,10 @@ class StorageError(OSError):
         code = errno_names.errorcode.get(self.errno, "") if self.errno else ""
         return f"cannot write {self.path}: {self.strerror}" + (f" ({code})" if code else "")
 
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str]]:
+        """Pickle as its own arguments (``OSError``'s would pass errno, strerror, filename), e.g. from a Ray actor."""
+        return (type(self), (self.path, self.errno, self.strerror))
+
     @classmethod
     def wrap(cls, exc: OSError, path: object) -> StorageError:
         """The same failure, naming ``path`` (or the file the OS named) and the cause."""

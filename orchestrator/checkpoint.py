@@ -10,8 +10,10 @@ Each update of a module goes to ``<out>/<module>/<round:03d>/``:
 * Serket's text files for people.
 
 The round directory is built under a temporary name, every file is fsynced,
-then the directory is renamed into place; the text files of the last round are
-then copied beside it, each by write-to-temporary and rename.
+then the directory is renamed into place (:func:`atomic_directory`, also used
+for a sharded module's parts by :mod:`orchestrator.shard_checkpoint`); the text
+files of the last round are then copied beside it, each by write-to-temporary
+and rename.
 
 A write that fails (no space left, read-only file system, quota, I/O error)
 raises :class:`messages.errors.StorageError` naming the file and the cause,
@@ -21,7 +23,9 @@ temporary file.  Nothing a resume reads is ever left half written.
 A run on a remote file system (:class:`orchestrator.storage.RemotePath`, e.g.
 ``s3://bucket/run``) builds each round directory the same way in a local
 temporary directory, byte for byte, then uploads every file whole under its
-final name; ``run.json`` is written after the files it names.
+final name (:func:`atomic_directory` again); the text copies are made on the
+file system itself (a server-side copy on S3); ``run.json`` is written after
+the files it names.
 """
 
 from __future__ import annotations
@@ -139,12 +143,18 @@ def read_message(path: RunPath) -> Message:
     return Message.from_table(read_table(path))
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync(path: Path, name: Path | None = None) -> None:
+    """fsync a file or directory; an ``OSError`` names ``name`` (default ``path``)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(name or path)) from None
 
 
 def atomic_write_bytes(path: RunPath, data: bytes) -> None:
@@ -243,66 +253,116 @@ def write_update(
     files : dict
         File name -> SHA-256 of every file in the round directory.
     """
-    if isinstance(module_dir, RemotePath):
-        return _write_remote_update(module_dir, round_index, messages, report, state, meta, export)
     final = module_dir / f"{round_index:03d}"
-    tmp = module_dir / f".{round_index:03d}.tmp-{os.getpid()}"
-    try:
-        module_dir.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
+    with atomic_directory(final) as tmp:
         exported = _fill(tmp, messages, report, state, meta, export)
         fault_point("before-rename")
-        if final.exists():  # a rerun over an old directory: move the old aside first
-            old = module_dir / f".{round_index:03d}.old-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-        _fsync(module_dir)
-    except BaseException as exc:  # a failed or interrupted write leaves no temporary directory behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise _storage_error(exc, _final_name(exc, tmp, final)) from None
-        raise
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
     fault_point("after-rename")
-    for txt in sorted(final.glob("*.txt")):  # the last round's files, for people
-        atomic_write_bytes(module_dir / txt.name, txt.read_bytes())
+    for name in sorted(n for n in files if n.endswith(".txt")):  # the last round's files, for people
+        copy_file(final / name, module_dir / name)
     fault_point("after-copy")
-    return exported, {p.name: sha256_file(p) for p in sorted(final.iterdir())}
-
-
-def _write_remote_update(
-    module_dir: RemotePath,
-    round_index: int,
-    messages: dict[str, Message],
-    report: dict[str, Any],
-    state: WorkerState,
-    meta: dict[str, Any],
-    export: Any,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """:func:`write_update` into a local temporary directory, then each file uploaded whole.
-
-    The round's files go first (an older directory of that round is emptied
-    first, as a local rerun replaces it), then the last round's text copies.  A
-    failed upload raises :class:`StorageError` naming the remote file; what was
-    uploaded of the round is not named by ``run.json`` yet, so no reader trusts it.
-    """
-    with tempfile.TemporaryDirectory(prefix="serket-ray-stage-") as stage:
-        local_module = Path(stage) / module_dir.name
-        exported, files = write_update(local_module, round_index, messages, report, state, meta, export)
-        final = module_dir / f"{round_index:03d}"
-        try:
-            final.fs.delete_dir_contents(final.path, missing_dir_ok=True)
-        except OSError as exc:
-            raise StorageError(final, exc.errno, storage.first_line(exc)) from None
-        for name in files:
-            storage.upload_file(local_module / f"{round_index:03d}" / name, final / name)
-        for txt in sorted(local_module.glob("*.txt")):
-            storage.upload_file(txt, module_dir / txt.name)
     return exported, files
+
+
+@contextlib.contextmanager
+def atomic_directory(final: RunPath) -> Iterator[Path]:
+    """A directory that appears at ``final`` complete, or not at all: yields a local directory to fill.
+
+    Local ``final``: the directory is ``.<name>.tmp-<pid>`` beside ``final``.  When
+    the block ends, every file in it and the directory itself are fsynced, an old
+    ``final`` is moved aside, the new one renamed into place, the parent fsynced and
+    the old one removed (a failed rename puts the old one back).  Remote ``final``
+    (:class:`~orchestrator.storage.RemotePath`): the directory is a local temporary
+    one; when the block ends the old objects below ``final`` are deleted and every
+    file is uploaded whole under ``final`` (:func:`orchestrator.storage.put`), then
+    the local directory is removed.
+
+    Parameters
+    ----------
+    final : Path or RemotePath
+        Where the directory is to be.
+
+    Yields
+    ------
+    Path
+        The local directory to fill (flat: files only).
+
+    Raises
+    ------
+    StorageError
+        An ``OSError`` in the block or while putting the directory in place, naming
+        the file by its name under ``final`` (a write error that names no file: the
+        file written last).  The temporary directory is removed; a local ``final``
+        keeps its old content.
+    """
+    if isinstance(final, RemotePath):
+        with tempfile.TemporaryDirectory(prefix="serket-ray-stage-") as stage:
+            tmp = Path(stage) / final.name
+            tmp.mkdir()
+            with _named_under(final, tmp):
+                yield tmp
+            storage.replace_dir(tmp, final)
+        return
+    final = Path(final)
+    parent = final.parent
+    tmp = parent / f".{final.name}.tmp-{os.getpid()}"
+    old = parent / f".{final.name}.old-{os.getpid()}"
+    try:
+        with _named_under(final, tmp, guess=False):
+            parent.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        with _named_under(final, tmp):
+            yield tmp
+        with _named_under(final, tmp, guess=False):
+            for path in sorted(tmp.iterdir()):
+                _fsync(path)
+            _fsync(tmp)
+            moved = final.exists()
+            if moved:  # a rerun over an old directory: move the old aside first
+                final.rename(old)
+            try:
+                tmp.rename(final)
+            except BaseException:
+                if moved:
+                    old.rename(final)
+                raise
+            _fsync(parent, final)
+    except BaseException:  # a failed or interrupted write leaves no temporary directory behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if moved:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _named_under(final: RunPath, tmp: Path, guess: bool = True) -> Iterator[None]:
+    """An ``OSError`` in the block becomes a :class:`StorageError` naming its file by its name below ``final``.
+
+    An error naming no file names ``tmp``'s newest file when ``guess`` (``np.savetxt``'s
+    write errors name none), else ``final``; one naming a file outside ``tmp`` keeps that name.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            where = _final_name(str(exc.filename), tmp, final)
+        else:
+            where = _final_name(str(_newest(tmp)), tmp, final) if guess else final
+        if isinstance(exc, StorageError) and str(where) == exc.path:
+            raise
+        raise _storage_error(exc, where) from None
+
+
+def copy_file(source: RunPath, target: RunPath) -> None:
+    """Copy ``source`` to ``target`` atomically: locally via a temporary file, fsync and rename; on a remote
+    file system the file system's own copy (S3: a server-side copy, one whole object)."""
+    if isinstance(source, RemotePath) and isinstance(target, RemotePath):
+        storage.copy(source, target)
+    else:
+        atomic_write_bytes(target, source.read_bytes())
 
 
 def _fill(
@@ -322,16 +382,7 @@ def _fill(
     write_table(tmp / "state.arrow", arrays_table(state.arrays, {**meta, "state": state.meta}))
     for fname, blob in state.blobs.items():
         atomic_write_bytes(tmp / fname, blob)
-    try:
-        exported = export(tmp)
-    except OSError as exc:  # np.savetxt's write errors name no file: name the one it was writing
-        raise _storage_error(exc, Path(exc.filename) if exc.filename else _newest(tmp)) from None
-    for txt in sorted(tmp.glob("*.txt")):
-        try:
-            _fsync(txt)
-        except OSError as exc:
-            raise _storage_error(exc, txt) from None
-    return exported
+    return export(tmp)  # its files are fsynced by atomic_directory; an error naming none names the newest
 
 
 def _newest(directory: Path) -> Path:
@@ -340,19 +391,19 @@ def _newest(directory: Path) -> Path:
     return max(files, key=lambda p: p.stat().st_mtime_ns) if files else directory
 
 
-def _final_name(exc: OSError, tmp: Path, final: Path) -> Path:
-    """The path a failed write would have had once its round directory was in place."""
-    where = Path(exc.path) if isinstance(exc, StorageError) else Path(exc.filename) if exc.filename else final
+def _final_name(where: str, tmp: Path, final: RunPath) -> RunPath | str:
+    """The name ``where`` (a path in or of the temporary directory ``tmp``) has once ``tmp`` is ``final``."""
     try:
-        return final / where.relative_to(tmp)
+        rel = Path(where).relative_to(tmp)
     except ValueError:
         return where
+    return final if rel == Path(".") else final / rel
 
 
 def sha256_file(path: RunPath) -> str:
     """Hex SHA-256 of a file's bytes (local or remote)."""
     digest = hashlib.sha256()
-    with path.open_input_stream() if isinstance(path, RemotePath) else open(path, "rb") as fh:
+    with storage.open_input(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -120,11 +120,6 @@ class Session:
         self.labels = self._labels()
         checked = check_resources(resources, graph, backend)
         self.shard_plan = shard_plan(graph, checked, shards, sharded, shard_block)
-        if self.shard_plan is not None and isinstance(self.out_dir, RemotePath):
-            raise ConfigError(
-                f"a sharded run's parts are written to a local or shared file system path, got the storage URI "
-                f"{self.out_dir}; give --out a path (or run the GMM and MM unsharded)"
-            )
         vae_keys = {"vae"} | {m.name for m in graph.learnable if m.kind == "vae"}  # the VAE's group keeps its count
         checked = without_shard_keys(checked, keep=vae_keys) or {}
         self.pool = WorkerPool(

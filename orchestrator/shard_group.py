@@ -37,6 +37,7 @@ from actors.gmm_shards import GMMShard, ShardedGMM
 from actors.mm_core import sequence_starts
 from actors.mm_shards import MMShard, ShardedMM
 from actors.shard_core import shard_ranges
+from messages.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,25 @@ class RayShards:
     def map(self, method: str, *args: Any, per_shard: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         extra = per_shard or [()] * self.n_shards
         refs = [getattr(a, method).remote(*args, *e) for a, e in zip(self.actors, extra, strict=True)]
-        results = self._ray.get(refs, timeout=self.timeout)
+        results = self._get(refs)
         self._count((args, list(extra)), results)
         return results
 
     def call(self, index: int, method: str, *args: Any) -> Any:
-        result = self._ray.get(getattr(self.actors[index], method).remote(*args), timeout=self.timeout)
+        result = self._get(getattr(self.actors[index], method).remote(*args))
         self._count(args, [result])
         return result
+
+    def _get(self, refs: Any) -> Any:
+        """``ray.get``; a shard's failed write (its part) raises the shard's own :class:`StorageError` (one line)."""
+        from ray.exceptions import RayTaskError
+
+        try:
+            return self._ray.get(refs, timeout=self.timeout)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, StorageError):
+                raise exc.cause from None
+            raise
 
 
 class ShardedPipeline:

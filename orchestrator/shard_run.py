@@ -61,6 +61,7 @@ from orchestrator.run_dir import load_state
 from orchestrator.shard_checkpoint import gather_text, part_dir, remove_part_leftovers
 from orchestrator.shard_plan import ShardPlan
 from orchestrator.shard_workers import GMMShardWorker, MMShardWorker
+from orchestrator.storage import RunPath, resolve
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,8 @@ class ShardedGroup:
     ----------
     plan : ShardPlan
     graph : orchestrator.graph.Graph
-    out_dir : Path
+    out_dir : Path or RemotePath
+        The run's storage (the shards write their parts there themselves).
     seed : int
         The run's root seed (the modules get the same child seeds as unsharded).
     labels : numpy.ndarray, shape (N,), optional
@@ -178,13 +180,13 @@ class ShardedGroup:
         self,
         plan: ShardPlan,
         graph: Any,
-        out_dir: Path,
+        out_dir: RunPath,
         seed: int,
         labels: np.ndarray | None,
         resources: dict[str, Any],
         backend: str,
     ) -> None:
-        self.plan, self.graph, self.out_dir, self.backend = plan, graph, Path(out_dir), backend
+        self.plan, self.graph, self.out_dir, self.backend = plan, graph, resolve(out_dir, probe=False), backend
         by_kind = {m.kind: m for m in graph.learnable if m.name in plan.modules}
         self.gmm: Module = by_kind["gmm"]
         self.mm: Module | None = by_kind.get("mm")
@@ -312,11 +314,11 @@ class ShardedGroup:
             arrays["initial"] = self.mcoord.initial
         return WorkerState(arrays=arrays, meta={"rng": generator_state_json(self.mm_rng), "sharded": True})
 
-    def _parts(self, module: Module, round_index: int | None) -> list[str | None]:
+    def _parts(self, module: Module, round_index: int | None) -> list[RunPath | None]:
         if round_index is None:
             return [None] * self.plan.n_shards
         name = self.graph.name(module)
-        return [str(part_dir(self.out_dir, name, round_index, i)) for i in range(self.plan.n_shards)]
+        return [part_dir(self.out_dir, name, round_index, i) for i in range(self.plan.n_shards)]
 
     # -- updates -----------------------------------------------------------------
     def update(self, module: Module, round_index: int, inbox: dict[str, Any]) -> dict[str, Any]:
@@ -369,7 +371,7 @@ class ShardedGroup:
             assert self.label_values is not None
             scalars["matching"] = np.stack([r, self.label_values[c]], axis=1).tolist()
         scalars.update(self._traffic(g), n_shards=self.plan.n_shards)
-        dirs = [Path(d) for d in self._parts(self.gmm, round_index) if d is not None]
+        dirs = [d for d in self._parts(self.gmm, round_index) if d is not None]
         mode = self.gmm.mode
 
         def export(directory: Path) -> dict[str, Any]:
@@ -394,7 +396,7 @@ class ShardedGroup:
         parts = self._write_parts(m, self.mm, round_index)
         scalars = {"sequence_log_likelihood": report["log_likelihood"], **self._traffic(m)}
         scalars["n_shards"] = self.plan.n_shards
-        dirs = [Path(d) for d in self._parts(self.mm, round_index) if d is not None]
+        dirs = [d for d in self._parts(self.mm, round_index) if d is not None]
         mode = self.mm.mode
 
         def export(directory: Path) -> dict[str, Any]:

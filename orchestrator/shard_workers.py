@@ -23,6 +23,7 @@ from actors.gmm_shards import GMMShard
 from actors.mm_core import sequence_starts
 from actors.mm_shards import GROUP, MMShard
 from orchestrator.shard_checkpoint import read_part, write_part
+from orchestrator.storage import RunPath
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class GMMShardWorker(GMMShard):
         np.add.at(out, (self.assigned, self.true), 1)
         return out
 
-    def write_part(self, directory: str, meta: dict[str, Any], mode: str = "learn") -> dict[str, str]:
+    def write_part(self, directory: RunPath, meta: dict[str, Any], mode: str = "learn") -> dict[str, str]:
         """Save labels, assigned classes, probs and log-likelihoods (and class_/Pdz_ text); name -> SHA-256."""
         assert self.labels is not None and self.probs is not None and self.log_likelihood is not None
         assert self.assigned is not None
@@ -123,14 +124,14 @@ class GMMShardWorker(GMMShard):
             "log_likelihood": self.log_likelihood,
         }
         part_meta = {**meta, "shard": self.index, "start": self.start, "stop": self.stop}
-        return write_part(Path(directory), arrays, part_meta, {"classes": self.assigned, "probs": self.probs}, mode)
+        return write_part(directory, arrays, part_meta, {"classes": self.assigned, "probs": self.probs}, mode)
 
-    def restore_part(self, directory: str | None) -> None:
+    def restore_part(self, directory: RunPath | None) -> None:
         """Back to the state a part saved (None: to a fresh shard, before any update)."""
         if directory is None:
             self.labels, self.probs, self.log_likelihood, self.assigned = None, None, None, None
             return
-        arrays, meta = read_part(Path(directory))
+        arrays, meta = read_part(directory)
         if (meta.get("start"), meta.get("stop")) != (self.start, self.stop):
             raise ValueError(f"part {directory} holds points {meta.get('start')}..{meta.get('stop')}, not this shard's")
         self.labels, self.assigned = arrays["labels"], arrays["assigned"]
@@ -185,16 +186,16 @@ class MMShardWorker(MMShard):
     def has_message(self) -> bool:
         return self.prior is not None
 
-    def write_part(self, directory: str, meta: dict[str, Any], mode: str = "learn") -> dict[str, str]:
+    def write_part(self, directory: RunPath, meta: dict[str, Any], mode: str = "learn") -> dict[str, str]:
         """Save the message (n, K) and its msg_ text; name -> SHA-256."""
         assert self.prior is not None
         part_meta = {**meta, "shard": self.index, "start": self.start, "stop": self.stop}
-        return write_part(Path(directory), {"message": self.prior}, part_meta, {"message": self.prior}, mode)
+        return write_part(directory, {"message": self.prior}, part_meta, {"message": self.prior}, mode)
 
-    def restore_part(self, directory: str | None) -> None:
+    def restore_part(self, directory: RunPath | None) -> None:
         """The message a part saved (None: none yet)."""
         if directory is None:
             self.prior = None
             return
-        arrays, _ = read_part(Path(directory))
+        arrays, _ = read_part(directory)
         self.prior = arrays["message"]

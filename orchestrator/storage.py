@@ -30,6 +30,7 @@ import posixpath
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -264,3 +265,39 @@ def put(path: RemotePath, data: bytes) -> None:
 def upload_file(local: Path, path: RemotePath) -> None:
     """Copy the local file ``local`` to the object ``path`` whole (see :func:`put`)."""
     put(path, local.read_bytes())
+
+
+def replace_dir(local: Path, path: RemotePath) -> None:
+    """Make the remote directory ``path`` hold the files of the local directory ``local``: its old objects
+    are deleted, then each file is uploaded whole under its name (see :func:`put`).
+
+    Raises
+    ------
+    StorageError
+        A delete or an upload failed (naming the remote directory or file).
+    """
+    try:
+        path.fs.delete_dir_contents(path.path, missing_dir_ok=True)
+    except OSError as exc:
+        raise StorageError(path, exc.errno, first_line(exc)) from None
+    for file in sorted(local.iterdir()):
+        upload_file(file, path / file.name)
+
+
+def copy(source: RemotePath, target: RemotePath) -> None:
+    """Copy the object ``source`` to ``target`` on the same file system (S3: a server-side copy, one whole object).
+
+    Raises
+    ------
+    StorageError
+        The copy failed (``target`` keeps its old content, if any).
+    """
+    try:
+        source.fs.copy_file(source.path, target.path)
+    except OSError as exc:
+        raise StorageError(target, exc.errno, first_line(exc)) from None
+
+
+def open_input(path: Path | RemotePath) -> pa.NativeFile | BinaryIO:
+    """A binary stream reading the local or remote file ``path``."""
+    return path.open_input_stream() if isinstance(path, RemotePath) else open(path, "rb")

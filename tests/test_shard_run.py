@@ -173,3 +173,112 @@ def test_shards_per_module_in_resources_apply_to_the_gmm_and_the_mm() -> None:
         shard_plan(graph, {"gmm": {"shards": 2}, "mm": {"shards": 3}}, block=256)
     with pytest.raises(ConfigError, match="'sharded'] should be true or false"):
         shard_plan(graph, {"gmm": {"sharded": "yes"}})
+
+
+def test_a_part_write_that_fails_midway_leaves_the_previous_round_intact(runs, tmp_path, monkeypatch, capsys) -> None:
+    """GMM shard 1's part of round 1 fails half way through its text files (ENOSPC, as np.savetxt raises it,
+    naming no file): one line naming that part's file, no temporary directory, round 0's parts and every
+    recorded update unchanged; resume then ends with the undisturbed run's bytes."""
+    import errno
+    import os
+
+    from orchestrator import shard_checkpoint
+
+    data = _data(tmp_path)
+    out = tmp_path / "run"
+    real = shard_checkpoint.export_text
+
+    def half_then_full(directory, mode, **texts):
+        if directory.name.startswith(".shard001.tmp-") and directory.parent.name == "001" and "classes" in texts:
+            real(directory, mode, **texts)
+            target = directory / f"class_{mode}.txt"
+            target.write_bytes(target.read_bytes()[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(directory, mode, **texts)
+
+    monkeypatch.setattr(shard_checkpoint, "export_text", half_then_full)
+    assert main(["run", *data, *SIZES, *SHARDED[:-1], "--shards", "2", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    part = out / "module002_gmm" / "shards" / "001" / "shard001"
+    assert len(err) == 1 and err[0].startswith(f"serket-ray: error: cannot write {part}/class_learn.txt: "), err
+    assert "No space left on device (ENOSPC)" in err[0] and "resume" in err[0]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name or ".old-" in p.name], "a temporary part is left"
+    assert not part.exists()
+    reference = _files(runs["two"])
+    previous = {k: v for k, v in _files(out).items() if "/shards/000/" in k}
+    assert previous and previous == {k: reference[k] for k in previous}  # round 0's parts: intact
+    monkeypatch.undo()
+    assert main(["resume", str(out), "--rounds", "2", "--backend", "local", "--quiet"]) == 0
+    assert _files(out) == reference
+
+
+def test_a_failed_rewrite_of_a_part_keeps_the_old_part(tmp_path, monkeypatch) -> None:
+    """Writing a part over an existing one: a failure in its files or in the rename into place leaves the
+    old part as it was (put back if it was already moved aside) and no temporary directory."""
+    import errno
+
+    from messages.errors import StorageError
+    from orchestrator import shard_checkpoint
+    from orchestrator.shard_checkpoint import part_dir, read_part, write_part
+
+    directory = part_dir(tmp_path, "gmm", 0, 1)
+    old = {"labels": np.arange(5, dtype=np.int64)}
+    sums = write_part(directory, old, {"shard": 1}, {"classes": old["labels"]})
+    assert sorted(sums) == ["class_learn.txt", "part.arrow"]
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    new = {"labels": np.arange(5, dtype=np.int64)[::-1].copy()}
+
+    def fail_texts(directory, mode, **texts):
+        (directory / f"class_{mode}.txt").write_text("4\n3\n")
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    real_rename = Path.rename
+
+    def fail_rename(self, target):
+        if ".tmp-" in self.name:
+            raise OSError(errno.EIO, "Input/output error", str(self))
+        return real_rename(self, target)
+
+    for name, owner, patch in (
+        ("export_text", shard_checkpoint, fail_texts),
+        ("rename", Path, fail_rename),
+    ):
+        with monkeypatch.context() as m:
+            m.setattr(owner, name, patch)
+            with pytest.raises(StorageError, match=f"cannot write {directory}") as got:
+                write_part(directory, new, {"shard": 1}, {"classes": new["labels"]})
+        assert "tmp-" not in str(got.value), got.value
+        assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+        assert [p.name for p in directory.parent.iterdir()] == ["shard001"]  # no .tmp- or .old- directory
+        np.testing.assert_array_equal(read_part(directory)[0]["labels"], old["labels"])
+    write_part(directory, new, {"shard": 1}, {"classes": new["labels"]})
+    np.testing.assert_array_equal(read_part(directory)[0]["labels"], new["labels"])
+
+
+def test_a_part_write_refused_in_a_ray_shard_actor_raises_its_one_line_storage_error(ray_session) -> None:
+    """A shard actor's StorageError reaches the driver as itself (not Ray's multi-line task error), so the CLI
+    prints its one line and says how to resume."""
+    from messages.errors import StorageError
+    from orchestrator.shard_group import RayShards
+
+    class RefusedWriter:  # defined here: pickled by value (the test module does not import on Ray's workers)
+        """A stand-in shard actor whose part write is refused by its storage."""
+
+        def write_part(self, directory: str, meta: dict) -> dict:
+            import errno
+
+            from messages.errors import StorageError
+
+            raise StorageError(f"{directory}/part.arrow", errno.EACCES, "Permission denied")
+
+    actor = ray_session.remote(num_cpus=0)(RefusedWriter).remote()
+    try:
+        with pytest.raises(StorageError) as got:
+            RayShards([actor]).map("write_part", per_shard=[("s3://bucket/run/gmm/shards/000/shard000", {})])
+        assert type(got.value) is StorageError
+        assert (
+            str(got.value)
+            == "cannot write s3://bucket/run/gmm/shards/000/shard000/part.arrow: Permission denied (EACCES)"
+        )
+    finally:
+        ray_session.kill(actor)
