@@ -227,7 +227,6 @@ class GMMShard:
         base = getattr(self, "fits", {}).get("base") if keep_base else None
         self.cands: dict[Any, np.ndarray] = {}
         self.fits: dict[Any, tuple[np.ndarray, np.ndarray]] = {} if base is None else {"base": base}
-        self.chain_w: dict[Any, np.ndarray] = {}
 
     def _chain_blocks(self) -> list[tuple[slice, np.ndarray]]:
         """Each block's slice and the lengths of its sequences (:func:`actors.shard_chain.block_lengths`)."""
@@ -254,9 +253,7 @@ class GMMShard:
         """
         labels = self.labels if key == "base" else self.cands[key]
         assert labels is not None
-        w = np.eye(self.k)[labels]
-        self.chain_w[key] = w
-        return self._chain_stats(w, centre, e0, e1, e2)
+        return self._chain_stats(np.eye(self.k)[labels], centre, e0, e1, e2)
 
     def chain_step(
         self,
@@ -281,6 +278,7 @@ class GMMShard:
         n = self.x.shape[0]
         total = 0
         post, message = np.empty((n, self.k)), np.empty((n, self.k))
+        parts = []
         for s, lengths in self._chain_blocks():
             fb = shard_chain.block_chain(
                 self.x[s], lengths, means, prec_chol, trans, initial, emission_weight, last and not keep
@@ -290,13 +288,17 @@ class GMMShard:
                 continue
             total += shard_chain.exact(fb.log_likelihood)
             post[s], message[s] = fb.posterior, fb.prior
+            if not last:  # the M-step's statistics: the pairwise marginals and the new memberships
+                first = shard_chain.first_sums(fb.posterior, lengths, e0)
+                stats = shard_chain.soft_stats(self.x[s], fb.posterior, centre, e0, e1, e2)
+                parts.append((to_fixed(fb.pair_counts, e0), first, *stats))
         if last:
-            self.chain_w.pop(key, None)
             if keep:
                 self.fits[key] = (post, message)
             return (total,)
-        self.chain_w[key] = post
-        return (total, *self._chain_stats(post, centre, e0, e1, e2))
+        if not parts:
+            return (total, *self._chain_stats(post, centre, e0, e1, e2))
+        return (total, *[fixed_sum([p[i] for p in parts]) for i in range(5)])
 
     def _context(self, view: str) -> np.ndarray:
         """Context features (n, K or 2K) from the base fit's posteriors, within each block's sequences."""

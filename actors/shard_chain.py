@@ -81,10 +81,14 @@ def soft_stats(
     return to_fixed(w.sum(axis=0), e0), to_fixed(w.T @ c, e1), to_fixed(second, e2)
 
 
+def first_sums(w: np.ndarray, lengths: np.ndarray, e0: int) -> np.ndarray:
+    """One block's memberships summed over its sequences' first points (K,), fixed-point."""
+    return to_fixed(w[mm_core.sequence_starts(lengths, w.shape[0])].sum(axis=0), e0)
+
+
 def start_counts(w: np.ndarray, lengths: np.ndarray, e0: int) -> tuple[np.ndarray, np.ndarray]:
-    """One block's expected transition counts (K, K) and summed first-point memberships (K,), fixed-point."""
-    first = w[mm_core.sequence_starts(lengths, w.shape[0])].sum(axis=0)
-    return to_fixed(mm_core.expected_counts(w, lengths), e0), to_fixed(first, e0)
+    """One block's expected transition counts (K, K) of independent memberships and :func:`first_sums`."""
+    return to_fixed(mm_core.expected_counts(w, lengths), e0), first_sums(w, lengths, e0)
 
 
 def block_chain(
