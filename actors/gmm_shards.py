@@ -20,9 +20,10 @@ primes the sweeps (:mod:`actors.shard_sequence`, as :class:`actors.gmm.GMMWorker
 does with :func:`actors.sequence_core.search`), otherwise the merge-and-split
 moves of the mixture (:mod:`actors.shard_moves`); without ``moves`` the
 sampler runs the plain sweeps only.  Left out on shards: the chain prior that
-follows the sampler (``chain_refresh``) and ``init_restarts`` > 1.  The k-means++ start runs on a strided sample of at most
-:data:`INIT_SAMPLE` points (chosen by global index), the only rows that ever
-leave a shard, once in the first update.
+follows the sampler (``chain_refresh``) and ``init_restarts`` > 1.  The
+k-means++ start runs on a strided sample of at most :data:`INIT_SAMPLE`
+points (chosen by global index), the only rows that ever leave a shard, once
+in the first update.
 """
 
 from __future__ import annotations

@@ -196,9 +196,7 @@ def latent_proposals(
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """The ``n_best`` merge-and-split moves by the latents (:func:`actors.shard_moves.candidates`) as move specs."""
     found, centres = shard_moves.candidates(shards, prior, k, concentration, exponents)
-    return [
-        (f"merge {i},{j} + split {s} by latents", ("latent", i, j, s, centres[s])) for _, i, j, s in found[:n_best]
-    ]
+    return [(f"merge {i},{j} + split {s} by latents", ("latent", i, j, s, centres[s])) for _, i, j, s in found[:n_best]]
 
 
 def search(
