@@ -228,6 +228,7 @@ class GMMShard:
         base = getattr(self, "fits", {}).get("base") if keep_base else None
         self.cands: dict[Any, np.ndarray] = {}
         self.fits: dict[Any, tuple[np.ndarray, np.ndarray]] = {} if base is None else {"base": base}
+        self.contexts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # view -> (base posterior, its context)
 
     def _chain_blocks(self) -> list[tuple[slice, np.ndarray]]:
         """Each block's slice and the lengths of its sequences (:func:`actors.shard_chain.block_lengths`)."""
@@ -304,8 +305,13 @@ class GMMShard:
     def _context(self, view: str) -> np.ndarray:
         """Context features (n, K or 2K) from the base fit's posteriors, within each block's sequences."""
         post = self.fits["base"][0]
+        cached = self.contexts.get(view)
+        if cached is not None and cached[0] is post:  # the same base fit: the same features
+            return cached[1]
         parts = [shard_chain.context(post[s], lengths, view) for s, lengths in self._chain_blocks()]
-        return np.concatenate(parts) if parts else np.zeros((0, (2 if view == "both" else 1) * self.k))
+        f = np.concatenate(parts) if parts else np.zeros((0, (2 if view == "both" else 1) * self.k))
+        self.contexts[view] = (post, f)
+        return f
 
     def context_moments(self, view: str, e0: int, e1: int, e2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per class and per pair of classes, counts (G,), sums (G, D), second moments (G, D, D) of the context."""
