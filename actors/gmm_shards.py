@@ -277,17 +277,18 @@ class GMMShard:
         Returns (exact log-likelihood, :meth:`_chain_stats` of the new memberships...) or, when ``last``,
         (exact log-likelihood,) and keeps the posterior and the message when ``keep``.
         """
-        n = self.x.shape[0]
+        n, forward_only = self.x.shape[0], last and not keep
         total = 0
-        post, message = np.empty((n, self.k)), np.empty((n, self.k))
+        post, message = (None, None) if forward_only else (np.empty((n, self.k)), np.empty((n, self.k)))
         parts = []
         for s, lengths in self._chain_blocks():
             fb = shard_chain.block_chain(
-                self.x[s], lengths, means, prec_chol, trans, initial, emission_weight, last and not keep
+                self.x[s], lengths, means, prec_chol, trans, initial, emission_weight, forward_only
             )
             if isinstance(fb, float):
                 total += shard_chain.exact(fb)
                 continue
+            assert post is not None and message is not None
             total += shard_chain.exact(fb.log_likelihood)
             post[s], message[s] = fb.posterior, fb.prior
             if not last:  # the M-step's statistics: the pairwise marginals and the new memberships
@@ -295,10 +296,11 @@ class GMMShard:
                 stats = shard_chain.soft_stats(self.x[s], fb.posterior, centre, e0, e1, e2)
                 parts.append((to_fixed(fb.pair_counts, e0), first, *stats))
         if last:
-            if keep:
+            if post is not None and message is not None:
                 self.fits[key] = (post, message)
             return (total,)
         if not parts:
+            assert post is not None
             return (total, *self._chain_stats(post, centre, e0, e1, e2))
         return (total, *[fixed_sum([p[i] for p in parts]) for i in range(5)])
 

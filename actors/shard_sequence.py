@@ -107,7 +107,6 @@ def chain_fit(
     """
     e0, e1, e2 = grids
     centre = prior.mean
-    k_ref = None
     stats = _reduce(shards.map("chain_start", key, centre, e0, e1, e2))
     trans, initial = _chain_parameters(stats[0], stats[1], alpha, e0)
     for it in range(n_iter + 1):
