@@ -12,13 +12,18 @@ label is drawn by inverting its class CDF at one uniform from a Philox counter
 keyed by (round, sweep, block), so labels, statistics and parameters are the
 same bytes for S = 1, 2, 4, ... (tests/test_shards.py).
 
-Left out on shards: the sequence-guided moves (``sequence_moves``) and the
-chain prior (``chain_refresh``); ``init_restarts`` > 1 is not used either.
-The merge-and-split moves run on the sharded state when the coordinator is
-made with ``moves=True`` (:mod:`actors.shard_moves`; a run's sharded GMM
-does), otherwise the sampler runs the plain sweeps only.  The k-means++ start runs on a strided sample of at most
-:data:`INIT_SAMPLE` points (chosen by global index), the only rows that ever
-leave a shard, once in the first update.
+Moves run on the sharded state when the coordinator is made with
+``moves=True`` (a run's sharded GMM is): with ``sequence=True`` (a Markov
+model above) the sequence-guided split/merge moves, scored by chain
+log-likelihoods summed over the shards' blocks, whose chain's message then
+primes the sweeps (:mod:`actors.shard_sequence`, as :class:`actors.gmm.GMMWorker`
+does with :func:`actors.sequence_core.search`), otherwise the merge-and-split
+moves of the mixture (:mod:`actors.shard_moves`); without ``moves`` the
+sampler runs the plain sweeps only.  Left out on shards: the chain prior that
+follows the sampler (``chain_refresh``) and ``init_restarts`` > 1.  The
+k-means++ start runs on a strided sample of at most :data:`INIT_SAMPLE`
+points (chosen by global index), the only rows that ever leave a shard, once
+in the first update.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from actors import gmm_core
+from actors import gmm_core, shard_chain
 from actors.config import GMMConfig
 from actors.seeding import numpy_generator
 from actors.shard_core import (
@@ -66,12 +71,25 @@ class GMMShard:
     key : numpy.ndarray, shape (2,), uint64
         The module's Philox key (the same on every shard).
     block : int
+    starts : numpy.ndarray, shape (n,), bool, optional
+        Which of the shard's points begin a sequence of the data (for the
+        sequence-guided moves; every block begins one anyway).  None: only the
+        global first point.
     """
 
-    def __init__(self, x: np.ndarray, start: int, n_classes: int, key: np.ndarray, block: int = BLOCK) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        start: int,
+        n_classes: int,
+        key: np.ndarray,
+        block: int = BLOCK,
+        starts: np.ndarray | None = None,
+    ) -> None:
         if start % block:
             raise ValueError(f"a shard should start at a multiple of {block}, got {start}")
         self.k, self.key, self.block, self.start = int(n_classes), np.asarray(key, np.uint64), int(block), int(start)
+        self.seq_starts = None if starts is None else np.asarray(starts, dtype=bool)
         self.set_data(x)
 
     def set_data(self, x: np.ndarray) -> None:
@@ -81,6 +99,7 @@ class GMMShard:
         self.log_bias: np.ndarray | None = None
         self.probs: np.ndarray | None = None
         self.log_likelihood: np.ndarray | None = None
+        self.drop_candidates(keep_base=False)
 
     def _blocks(self) -> list[tuple[int, slice]]:
         n = self.x.shape[0]
@@ -200,14 +219,165 @@ class GMMShard:
 
     def apply_move(self, i: int, j: int, s: int, centres: np.ndarray) -> None:
         """Merge class j into i and split class s at ``centres`` (2, d): its points nearer the second take j."""
-        from actors.shard_moves import split_side
-
         assert self.labels is not None
-        lab = self.labels
-        in_s = np.flatnonzero(lab == s)
-        side = split_side(self.x[in_s], np.zeros(in_s.shape[0], np.int64), centres[None])
-        lab[lab == j] = i
-        lab[in_s[side]] = j
+        self.labels = _merge_split(self.labels, self.x, i, j, s, centres)
+
+    # -- sequence-guided moves (actors.shard_sequence): every block its own chain ---------------------------
+    def drop_candidates(self, keep_base: bool = True) -> None:
+        """Forget the search's candidate labellings and their chain fits (the base fit too unless ``keep_base``)."""
+        base = getattr(self, "fits", {}).get("base") if keep_base else None
+        self.cands: dict[Any, np.ndarray] = {}
+        self.fits: dict[Any, tuple[np.ndarray, np.ndarray]] = {} if base is None else {"base": base}
+        self.contexts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # view -> (base posterior, its context)
+
+    def _chain_blocks(self) -> list[tuple[slice, np.ndarray]]:
+        """Each block's slice and the lengths of its sequences (:func:`actors.shard_chain.block_lengths`)."""
+        n = self.x.shape[0]
+        starts = np.zeros(n, dtype=bool) if self.seq_starts is None else self.seq_starts
+        return [(s, shard_chain.block_lengths(starts[s])) for _, s in self._blocks()]
+
+    def _chain_stats(self, w: np.ndarray, centre: np.ndarray, e0: int, e1: int, e2: int) -> list[np.ndarray]:
+        """Pair counts, first-point sums, soft counts, sums and second moments of memberships ``w``, fixed-point."""
+        parts = []
+        for s, lengths in self._chain_blocks():
+            pairs, first = shard_chain.start_counts(w[s], lengths, e0)
+            parts.append((pairs, first, *shard_chain.soft_stats(self.x[s], w[s], centre, e0, e1, e2)))
+        if not parts:
+            k, d = self.k, self.x.shape[1]
+            z = np.zeros
+            return [z((k, k), np.int64), z(k, np.int64), z(k, np.int64), z((k, d), np.int64), z((k, d, d), np.int64)]
+        return [fixed_sum([p[i] for p in parts]) for i in range(5)]
+
+    def chain_start(self, key: Any, centre: np.ndarray, e0: int, e1: int, e2: int) -> list[np.ndarray]:
+        """Start the chain fit of labelling ``key`` ("base": the labels) from its one-hot memberships.
+
+        Returns :meth:`_chain_stats`: (K, K), (K,), (K,), (K, d), (K, d, d) int64.
+        """
+        labels = self.labels if key == "base" else self.cands[key]
+        assert labels is not None
+        return self._chain_stats(np.eye(self.k)[labels], centre, e0, e1, e2)
+
+    def chain_step(
+        self,
+        key: Any,
+        centre: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        trans: np.ndarray,
+        initial: np.ndarray,
+        emission_weight: float,
+        last: bool,
+        keep: bool,
+        e0: int,
+        e1: int,
+        e2: int,
+    ) -> tuple[Any, ...]:
+        """One E-step of labelling ``key``'s chain on every block; the blocks' log-likelihood summed exactly.
+
+        Returns (exact log-likelihood, :meth:`_chain_stats` of the new memberships...) or, when ``last``,
+        (exact log-likelihood,) and keeps the posterior and the message when ``keep``.
+        """
+        n, forward_only = self.x.shape[0], last and not keep
+        total = 0
+        post, message = (None, None) if forward_only else (np.empty((n, self.k)), np.empty((n, self.k)))
+        parts = []
+        for s, lengths in self._chain_blocks():
+            fb = shard_chain.block_chain(
+                self.x[s], lengths, means, prec_chol, trans, initial, emission_weight, forward_only
+            )
+            if isinstance(fb, float):
+                total += shard_chain.exact(fb)
+                continue
+            assert post is not None and message is not None
+            total += shard_chain.exact(fb.log_likelihood)
+            post[s], message[s] = fb.posterior, fb.prior
+            if not last:  # the M-step's statistics: the pairwise marginals and the new memberships
+                first = shard_chain.first_sums(fb.posterior, lengths, e0)
+                stats = shard_chain.soft_stats(self.x[s], fb.posterior, centre, e0, e1, e2)
+                parts.append((to_fixed(fb.pair_counts, e0), first, *stats))
+        if last:
+            if post is not None and message is not None:
+                self.fits[key] = (post, message)
+            return (total,)
+        if not parts:
+            assert post is not None
+            return (total, *self._chain_stats(post, centre, e0, e1, e2))
+        return (total, *[fixed_sum([p[i] for p in parts]) for i in range(5)])
+
+    def _context(self, view: str) -> np.ndarray:
+        """Context features (n, K or 2K) from the base fit's posteriors, within each block's sequences."""
+        post = self.fits["base"][0]
+        cached = self.contexts.get(view)
+        if cached is not None and cached[0] is post:  # the same base fit: the same features
+            return cached[1]
+        parts = [shard_chain.context(post[s], lengths, view) for s, lengths in self._chain_blocks()]
+        f = np.concatenate(parts) if parts else np.zeros((0, (2 if view == "both" else 1) * self.k))
+        self.contexts[view] = (post, f)
+        return f
+
+    def context_moments(self, view: str, e0: int, e1: int, e2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per class and per pair of classes, counts (G,), sums (G, D), second moments (G, D, D) of the context."""
+        assert self.labels is not None
+        f = self._context(view)
+        parts = [shard_chain.group_moments(f[s], self.labels[s], self.k, e0, e1, e2) for _, s in self._blocks()]
+        if not parts:
+            m, dim = self.k * (self.k + 1) // 2, f.shape[1]
+            return np.zeros(m, np.int64), np.zeros((m, dim), np.int64), np.zeros((m, dim, dim), np.int64)
+        return tuple(fixed_sum([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+    def context_split(self, view: str, centres: np.ndarray, e0: int, e1: int) -> tuple[np.ndarray, ...]:
+        """:func:`actors.shard_chain.group_split_stats` of the context at ``centres`` (G, 2, D), all blocks."""
+        assert self.labels is not None
+        f = self._context(view)
+        parts = [
+            shard_chain.group_split_stats(f[s], self.labels[s], self.k, centres, e0, e1) for _, s in self._blocks()
+        ]
+        if not parts:
+            m, dim = centres.shape[0], centres.shape[2]
+            z = np.zeros
+            return z((m, 2), np.int64), z((m, 2, dim), np.int64), z((m, 2), np.int64), z((m, 2), np.int64)
+        return tuple(fixed_sum([p[i] for p in parts]) for i in range(4))
+
+    def make_candidate(self, cid: int, spec: tuple[Any, ...]) -> None:
+        """Candidate labelling ``cid`` made from the labels by ``spec`` (:mod:`actors.shard_sequence`).
+
+        ``("repartition", view, i, j, centres (2, D), flip)``: the points of i and j nearer
+        ``centres[1]`` by context take j (i when ``flip``), the others i (j);
+        ``("merge", view, i, j, s, centres (2, D))``: j joins i, s's points nearer ``centres[1]`` take j;
+        ``("latent", i, j, s, centres (2, d))``: the same by the latents (:meth:`apply_move`).
+        """
+        assert self.labels is not None
+        lab, kind = self.labels, spec[0]
+        if kind == "latent":
+            _, i, j, s, centres = spec
+            self.cands[cid] = _merge_split(lab, self.x, i, j, s, centres)
+            return
+        f = self._context(spec[1])
+        new = lab.copy()
+        if kind == "repartition":
+            _, _, i, j, centres, flip = spec
+            rows = np.flatnonzero((lab == i) | (lab == j))
+            side = shard_chain.nearer_second(f[rows], np.broadcast_to(centres, (rows.shape[0], *centres.shape)))
+            new[rows] = np.where(side, i, j) if flip else np.where(side, j, i)
+        else:
+            _, _, i, j, s, centres = spec
+            rows = np.flatnonzero(lab == s)
+            side = shard_chain.nearer_second(f[rows], np.broadcast_to(centres, (rows.shape[0], *centres.shape)))
+            new[lab == j] = i
+            new[rows[side]] = j
+        self.cands[cid] = new
+
+    def adopt(self, cid: int) -> None:
+        """Take the labels candidate ``cid``'s fitted chain assigns (its posterior's argmax); forget the rest."""
+        labels = np.argmax(self.fits[cid][0], axis=1)
+        self.drop_candidates(keep_base=False)
+        self.labels = labels
+
+    def use_chain_prior(self, force: bool) -> None:
+        """The base chain's message as the sweeps' prior, when ``force`` or when the MM sent none."""
+        if force or self.log_bias is None:
+            self.log_bias = gmm_core.log_prior(self.fits["base"][1])
+        self.drop_candidates(keep_base=False)
 
     def _log_weights(self, s: slice, means: np.ndarray, prec_chol: np.ndarray, log_pi: np.ndarray) -> np.ndarray:
         log_w = gmm_core.gaussian_log_likelihood(self.x[s], means, prec_chol) + log_pi[None, :]
@@ -266,6 +436,18 @@ class GMMShard:
         self.probs = None
 
 
+def _merge_split(labels: np.ndarray, x: np.ndarray, i: int, j: int, s: int, centres: np.ndarray) -> np.ndarray:
+    """New labels (n,): class j merged into i, class s's points nearer ``centres[1]`` (2, d) moved to j."""
+    from actors.shard_moves import split_side
+
+    lab = labels.copy()
+    in_s = np.flatnonzero(labels == s)
+    side = split_side(x[in_s], np.zeros(in_s.shape[0], np.int64), centres[None])
+    lab[labels == j] = i
+    lab[in_s[side]] = j
+    return lab
+
+
 def _reduce(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     return tuple(fixed_sum([p[i] for p in parts]) for i in range(len(parts[0])))
 
@@ -281,9 +463,13 @@ class ShardedGMM:
         second the shards' Philox key (:attr:`key`).
     """
 
-    def __init__(self, config: GMMConfig, seed: np.random.SeedSequence, moves: bool = False) -> None:
+    def __init__(
+        self, config: GMMConfig, seed: np.random.SeedSequence, moves: bool = False, sequence: bool = False
+    ) -> None:
         self.config = config
         self.moves = bool(moves)  # merge-and-split moves before the sweeps (actors.shard_moves), when mixture_moves > 0
+        # with moves and a Markov model above: the sequence-guided moves instead (actors.shard_sequence)
+        self.sequence = bool(sequence)
         self.last_moves: list[str] = []
         coord, draws = seed.spawn(2)
         self.rng = numpy_generator(coord)
@@ -366,7 +552,13 @@ class ShardedGMM:
             return grid_exponent(n * far), grid_exponent(n * far * far)
 
         self.last_moves = []
-        if self.moves and cfg.mixture_moves > 0:
+        if self.moves and self.sequence:
+            if cfg.sequence_moves > 0:
+                from actors import shard_sequence
+
+                self.last_moves = shard_sequence.search(shards, prior, cfg, n, exps)
+                shards.map("use_chain_prior", bool(self.last_moves))  # as GMMWorker._sequence_step
+        elif self.moves and cfg.mixture_moves > 0:
             from actors import shard_moves
 
             self.last_moves = shard_moves.search(
@@ -409,8 +601,19 @@ class ShardedGMM:
         }
 
 
-def local_shards(x: np.ndarray, n_shards: int, n_classes: int, key: np.ndarray, block: int = BLOCK) -> list[GMMShard]:
-    """Cut the latents (N, d) into ``n_shards`` :class:`GMMShard` objects in this process."""
+def local_shards(
+    x: np.ndarray,
+    n_shards: int,
+    n_classes: int,
+    key: np.ndarray,
+    block: int = BLOCK,
+    lengths: np.ndarray | None = None,
+) -> list[GMMShard]:
+    """Cut the latents (N, d) into ``n_shards`` :class:`GMMShard` objects in this process (sequences of ``lengths``)."""
+    from actors.mm_core import sequence_starts
     from actors.shard_core import shard_ranges
 
-    return [GMMShard(x[a:b], a, n_classes, key, block) for a, b in shard_ranges(x.shape[0], n_shards, block)]
+    starts = sequence_starts(lengths, x.shape[0])
+    return [
+        GMMShard(x[a:b], a, n_classes, key, block, starts[a:b]) for a, b in shard_ranges(x.shape[0], n_shards, block)
+    ]

@@ -73,6 +73,76 @@ def _start_centres(
     return np.stack([mean - axis, mean + axis], axis=1)
 
 
+def candidates(
+    shards: Shards,
+    prior: gmm_core.NIWPrior,
+    n_classes: int,
+    concentration: float,
+    exponents: Callable[[np.ndarray], tuple[int, int]],
+) -> tuple[list[tuple[float, int, int, int]], np.ndarray]:
+    """Every merge-and-split move of the shards' labels with its exact gain, best first, and the split centres.
+
+    Parameters
+    ----------
+    shards : Shards of :class:`actors.gmm_shards.GMMShard`, with labels
+    prior : gmm_core.NIWPrior
+    n_classes : int
+    concentration : float
+        Symmetric Dirichlet concentration on the weights.
+    exponents : callable
+        ``exponents(reference (m, d)) -> (e1, e2)``: fixed-point grids for statistics about ``reference``.
+
+    Returns
+    -------
+    moves : list of (gain, i, j, s)
+        Merge j into i, split s (its points nearer ``centres[s, 1]`` take j), by the gain of log p(X, z).
+    centres : numpy.ndarray, shape (K, 2, d)
+    """
+    k = n_classes
+    d = prior.mean.shape[0]
+    ref = np.broadcast_to(prior.mean, (k, d)).copy()  # one reference for all classes: their statistics add
+    e1, e2 = exponents(ref)
+    stats = _reduce(shards.map("class_stats", ref, e1, e2))
+    own, post = _log_marginals(prior, stats, ref, e1, e2)
+    counts = stats[0]
+    # splits: Lloyd steps of 2-means inside every class at once
+    centres = _start_centres(post, stats, ref, e1, e2)
+    for _ in range(SPLIT_ITERATIONS):
+        c1, c2 = exponents(centres.reshape(2 * k, d))
+        split = _reduce(shards.map("split_stats", centres, c1, c2))
+        n2 = split[0].reshape(k, 2).astype(np.float64)
+        moved = centres + from_fixed(split[1], c1).reshape(k, 2, d) / np.maximum(n2, 1.0)[:, :, None]
+        new = np.where(n2[:, :, None] > 0, moved, centres)
+        if np.array_equal(new, centres):
+            break
+        centres = new
+    c1, c2 = exponents(centres.reshape(2 * k, d))
+    split = _reduce(shards.map("split_stats", centres, c1, c2))  # the halves apply_move will make
+    halves, _ = _log_marginals(prior, split, centres.reshape(2 * k, d), c1, c2)
+    sizes = split[0].reshape(k, 2)
+    split_gain = halves.reshape(k, 2).sum(axis=1) - own
+    can_split = sizes.min(axis=1) >= MIN_SIZE
+    # merges: every pair's statistics added exactly
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    pi, pj = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    merged = tuple(s[pi] + s[pj] for s in stats)
+    merge_lm, _ = _log_marginals(prior, merged, ref[pi], e1, e2)
+    merge_gain = merge_lm - own[pi] - own[pj]
+    base_w = weights_log_marginal(counts.astype(np.float64), concentration)
+    found: list[tuple[float, int, int, int]] = []
+    for p, (i, j) in enumerate(pairs):
+        for s in np.flatnonzero(can_split):
+            if s in (i, j):
+                continue
+            new_counts = counts.astype(np.float64).copy()
+            new_counts[i] = counts[i] + counts[j]
+            new_counts[s], new_counts[j] = sizes[s, 0], sizes[s, 1]
+            gain = float(merge_gain[p] + split_gain[s]) + weights_log_marginal(new_counts, concentration) - base_w
+            found.append((gain, i, j, int(s)))
+    found.sort(key=lambda c: -c[0])
+    return found, centres
+
+
 def search(
     shards: Shards,
     prior: gmm_core.NIWPrior,
@@ -97,55 +167,14 @@ def search(
     exponents : callable
         ``exponents(reference (m, d)) -> (e1, e2)``: fixed-point grids for statistics about ``reference``.
     """
-    k = n_classes
     taken: list[str] = []
-    if k < 3 or max_moves < 1:
+    if n_classes < 3 or max_moves < 1:
         return taken
-    d = prior.mean.shape[0]
-    ref = np.broadcast_to(prior.mean, (k, d)).copy()  # one reference for all classes: their statistics add
     for _ in range(max_moves):
-        e1, e2 = exponents(ref)
-        stats = _reduce(shards.map("class_stats", ref, e1, e2))
-        own, post = _log_marginals(prior, stats, ref, e1, e2)
-        counts = stats[0]
-        # splits: Lloyd steps of 2-means inside every class at once
-        centres = _start_centres(post, stats, ref, e1, e2)
-        for _ in range(SPLIT_ITERATIONS):
-            c1, c2 = exponents(centres.reshape(2 * k, d))
-            split = _reduce(shards.map("split_stats", centres, c1, c2))
-            n2 = split[0].reshape(k, 2).astype(np.float64)
-            moved = centres + from_fixed(split[1], c1).reshape(k, 2, d) / np.maximum(n2, 1.0)[:, :, None]
-            new = np.where(n2[:, :, None] > 0, moved, centres)
-            if np.array_equal(new, centres):
-                break
-            centres = new
-        c1, c2 = exponents(centres.reshape(2 * k, d))
-        split = _reduce(shards.map("split_stats", centres, c1, c2))  # the halves apply_move will make
-        halves, _ = _log_marginals(prior, split, centres.reshape(2 * k, d), c1, c2)
-        sizes = split[0].reshape(k, 2)
-        split_gain = halves.reshape(k, 2).sum(axis=1) - own
-        can_split = sizes.min(axis=1) >= MIN_SIZE
-        # merges: every pair's statistics added exactly
-        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-        pi, pj = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-        merged = tuple(s[pi] + s[pj] for s in stats)
-        merge_lm, _ = _log_marginals(prior, merged, ref[pi], e1, e2)
-        merge_gain = merge_lm - own[pi] - own[pj]
-        base_w = weights_log_marginal(counts.astype(np.float64), concentration)
-        best: tuple[float, int, int, int] | None = None
-        for p, (i, j) in enumerate(pairs):
-            for s in np.flatnonzero(can_split):
-                if s in (i, j):
-                    continue
-                new_counts = counts.astype(np.float64).copy()
-                new_counts[i] = counts[i] + counts[j]
-                new_counts[s], new_counts[j] = sizes[s, 0], sizes[s, 1]
-                gain = float(merge_gain[p] + split_gain[s]) + weights_log_marginal(new_counts, concentration) - base_w
-                if gain >= min_gain and (best is None or gain > best[0]):
-                    best = (gain, i, j, int(s))
-        if best is None:
+        found, centres = candidates(shards, prior, n_classes, concentration, exponents)
+        if not found or found[0][0] < min_gain:
             break
-        gain, i, j, s = best
+        gain, i, j, s = found[0]
         shards.map("apply_move", i, j, s, centres[s])
         taken.append(f"merge {i},{j} + split {s} (+{gain:.1f} nats)")
         log.debug("sharded move: %s", taken[-1])
@@ -169,4 +198,4 @@ def split_side(xb: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> np.nd
     return ((xb - c[:, 1]) ** 2).sum(axis=1) < ((xb - c[:, 0]) ** 2).sum(axis=1)
 
 
-__all__: list[Any] = ["search", "split_side"]
+__all__: list[Any] = ["candidates", "search", "split_side"]

@@ -213,7 +213,7 @@ class ShardedGroup:
 
     # -- set-up -----------------------------------------------------------------
     def _fresh_coordinators(self) -> None:
-        self.coord = ShardedGMM(self.gmm.config, self.gmm_seed, moves=True)
+        self.coord = ShardedGMM(self.gmm.config, self.gmm_seed, moves=True, sequence=self.mm is not None)
         self.mcoord = ShardedMM(self.mm.config, self.lengths is not None) if self.mm is not None else None
         self.mm_rng = numpy_generator(self.mm_seed) if self.mm_seed is not None else None  # MMWorker's state shape
         self.snapshots = {self.gmm: self._snapshot(self.gmm)}
@@ -250,7 +250,8 @@ class ShardedGroup:
         ids = None if self.label_ids is None else self.label_ids[a:b]
         n_labels = 0 if self.label_values is None else len(self.label_values)
         k = self.gmm.config.n_components
-        return (i, a, b, k, self.coord.key, self.plan.block, ids, n_labels, self._fault(self.gmm, i))
+        fault = self._fault(self.gmm, i)
+        return (i, a, b, k, self.coord.key, self.plan.block, ids, n_labels, fault, self.lengths, self.n)
 
     def _mm_args(self, i: int) -> tuple[Any, ...]:
         assert self.mm is not None

@@ -58,6 +58,10 @@ class GMMShardWorker(GMMShard):
     n_labels : int
     fault : str, optional
         Fault injection (tests): "round:sweep:flagfile".
+    lengths : numpy.ndarray, shape (S_seq,), optional
+        The data's sequence lengths (where the sequence-guided moves' chains restart).
+    n : int, optional
+        Total points N (with ``lengths``).
     """
 
     def __init__(
@@ -71,8 +75,11 @@ class GMMShardWorker(GMMShard):
         labels: np.ndarray | None = None,
         n_labels: int = 0,
         fault: str | None = None,
+        lengths: np.ndarray | None = None,
+        n: int | None = None,
     ) -> None:
-        super().__init__(np.zeros((0, 1)), start, n_classes, key, block)
+        starts = sequence_starts(None if lengths is None else np.asarray(lengths), stop if n is None else n)
+        super().__init__(np.zeros((0, 1)), start, n_classes, key, block, starts[start:stop])
         self.index, self.stop = int(index), int(stop)
         self.true = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.n_labels = int(n_labels)
