@@ -37,7 +37,7 @@ from orchestrator.run_json import checkpoint_update, run_manifest, write_run_jso
 from orchestrator.shard_plan import shard_plan, without_shard_keys
 from orchestrator.shard_run import LocalShardOps, ShardedGroup
 from orchestrator.storage import RemotePath, resolve
-from orchestrator.workers import WorkerPool, check_resources
+from orchestrator.workers import MIXTURE_BLAS_THREADS, WorkerPool, check_resources
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +207,12 @@ class Session:
             for module in self.workers:
                 self.pool.record_placement(module)
             if self.group is not None:
-                # Shard workers run numpy's BLAS on one thread, as the unsharded GMM and MM (workers.py).
                 if self.backend == "ray":
                     from orchestrator.shard_group import RayShardOps
 
-                    ops: Any = RayShardOps(executor, 1, timeout=self.timeout)
+                    ops: Any = RayShardOps(executor, MIXTURE_BLAS_THREADS, timeout=self.timeout)
                 else:
-                    ops = LocalShardOps(executor, 1)
+                    ops = LocalShardOps(executor, MIXTURE_BLAS_THREADS)
                 self.group.start(ops, self.pool.extra_bundles)
                 for module in self.group.modules:
                     self.pool.placement[self.graph.name(module)] = self.group.placement(module)

@@ -19,6 +19,11 @@ from orchestrator.graph import Graph
 
 log = logging.getLogger(__name__)
 
+#: numpy's BLAS threads in every GMM and MM worker, sharded or not (the VAE's follow the run's thread count).
+#: Their products are (N, K) by (K, d^2) at most: a second BLAS thread only adds hand-offs there, and beside a
+#: busy core its spinning made a GMM update 10-30x slower (README, "GMM and MM on one BLAS thread").
+MIXTURE_BLAS_THREADS = 1
+
 
 def split_shards(module: Module, resources: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """A module's shard count and the actor options of each of its workers.
@@ -201,10 +206,8 @@ class WorkerPool:
             args = (*args[:-1], threads, count, each, self.executor.placement_group, bundles)
             cls, res = VAEGroupWorker, {"num_cpus": 0}
         worker = self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
-        # numpy's BLAS threads are fixed too (its sums depend on the count): the run's for the VAE, one for the
-        # mixture and the chain, whose products are (N, K) by (K, d^2) at most: a second BLAS thread only adds
-        # hand-offs there, and beside a busy core its spinning made a GMM update 10-30x slower (see README).
-        self.executor.set_threads(worker, self.threads if module.kind == "vae" else 1)
+        # numpy's BLAS threads are fixed too (its sums depend on the count).
+        self.executor.set_threads(worker, self.threads if module.kind == "vae" else MIXTURE_BLAS_THREADS)
         self.workers[module] = worker
         return worker
 
