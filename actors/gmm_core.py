@@ -319,7 +319,7 @@ def log_prior(probs: np.ndarray) -> np.ndarray:
 
 
 def posterior_log_weights(
-    log_lik: np.ndarray, log_weights: np.ndarray, log_bias: np.ndarray | None = None
+    log_lik: np.ndarray, log_weights: np.ndarray, log_bias: np.ndarray | None = None, class_axis: int = 1
 ) -> np.ndarray:
     """Unnormalised log P(class | point): log p(x_n | k) + log pi_k (+ a per-point log prior).
 
@@ -328,15 +328,17 @@ def posterior_log_weights(
 
     Parameters
     ----------
-    log_lik : numpy.ndarray, shape (N, K)
+    log_lik : numpy.ndarray, shape (N, K), or (K, N) with ``class_axis=0``
     log_weights : numpy.ndarray, shape (K,)
-    log_bias : numpy.ndarray, shape (N, K), optional
+    log_bias : numpy.ndarray, shaped as ``log_lik``, optional
+    class_axis : int
+        Axis of ``log_lik`` that runs over the classes (the sweeps keep their arrays class-major).
 
     Returns
     -------
-    numpy.ndarray, shape (N, K)
+    numpy.ndarray, shaped as ``log_lik``
     """
-    log_w = log_lik + log_weights[None, :]
+    log_w = log_lik + (log_weights[None, :] if class_axis == 1 else log_weights[:, None])
     if log_bias is not None:
         log_w += log_bias  # in place: the same sum, one temporary fewer
     return log_w
@@ -384,12 +386,12 @@ class Mixture:
         return Classified(normalise_log(posterior_log_weights(log_lik, np.log(self.weights), log_bias)), log_lik)
 
 
-def normalise_log(log_w: np.ndarray) -> np.ndarray:
-    """Row-normalise log weights (N, K) into probabilities, in log space."""
-    shifted = log_w - log_w.max(axis=1, keepdims=True)
+def normalise_log(log_w: np.ndarray, class_axis: int = 1) -> np.ndarray:
+    """Normalise log weights (N, K) into probabilities along ``class_axis`` (0 for class-major (K, N)), in log space."""
+    shifted = log_w - log_w.max(axis=class_axis, keepdims=True)
     with np.errstate(under="ignore"):
         p = np.exp(shifted)
-    p /= p.sum(axis=1, keepdims=True)
+    p /= p.sum(axis=class_axis, keepdims=True)
     return p
 
 
@@ -459,15 +461,6 @@ class QuadraticFeatures:
         sums = sums_c + counts[:, None] * self.centre[None, :]
         xbar = np.where(counts[:, None] > 0, xbar_c + self.centre[None, :], 0.0)
         return _niw_update(prior, counts, sums, xbar, scatter)
-
-
-def _normalise_columns(log_w: np.ndarray) -> np.ndarray:
-    """Column-normalise class-major log weights (K, N) into probabilities."""
-    p = log_w - log_w.max(axis=0)
-    with np.errstate(under="ignore"):
-        np.exp(p, out=p)
-    p /= p.sum(axis=0)
-    return p
 
 
 def _sample_columns(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -561,11 +554,8 @@ def gibbs_sweeps(
         post = quad.class_posterior(labels, n_classes, prior)
         log_pi = np.log(rng.dirichlet(post.counts + weight_concentration))
         means, prec_chol = sample_parameters(post, rng)
-        log_w = quad.log_likelihood(means, prec_chol)
-        log_w += log_pi[:, None]
-        if bias_t is not None:
-            log_w += bias_t
-        probs = _normalise_columns(log_w)
+        log_w = posterior_log_weights(quad.log_likelihood(means, prec_chol), log_pi, bias_t, class_axis=0)
+        probs = normalise_log(log_w, class_axis=0)
         if sweep >= keep_from:
             prob_sum += probs
             kept += 1
