@@ -2,19 +2,12 @@
 
 >>> from actors import Observation, VAE, GMM, MarkovModel
 
-Importing this package sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is
-already set: OpenMP threads then sleep instead of spinning while they wait, so
-that torch's threads neither burn a core that another process needs nor stall
-for a time slice when a neighbour holds one.  It acts only when torch has not
-been imported yet (OpenMP reads it once); Ray workers started from this process
-inherit it.
+OpenMP keeps its default wait policy (threads spin briefly before they sleep): on a quiet
+machine that trains the VAE about twice as fast as ``OMP_WAIT_POLICY=PASSIVE``, and the VAE's
+:class:`actors.cpu_share.ThreadGovernor` drops torch to fewer threads while other processes
+keep this process's CPUs busy, where spinning threads would fight them for time slices
+(measured in bench/bench.py --only speed; set ``OMP_WAIT_POLICY`` yourself to override).
 """
-
-import os
-
-os.environ.setdefault(
-    "OMP_WAIT_POLICY", "PASSIVE"
-)  # before torch loads OpenMP; measured in bench/bench.py --only speed
 
 from typing import TYPE_CHECKING, Any
 

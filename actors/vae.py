@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from actors import vae_core
+from actors import cpu_share, vae_core
 from actors.config import VAEConfig
 from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state, torch_generator
@@ -182,6 +183,8 @@ class VAEWorker:
         self.optimizer: torch.optim.Optimizer | None = None
         self._data_key: tuple[int, int] | None = None
         self._data: torch.Tensor | None = None
+        self._agree_key: tuple[int, int, tuple[int, ...], int] | None = None
+        self._agree = False
         # Progress of the update in flight: passed to on_epoch in-process, pushed to a
         # sink actor on Ray (at most every PUSH_INTERVAL s).  Training stays on the
         # actor's main thread: torch runs ~1.6x slower on any other thread here.
@@ -273,24 +276,19 @@ class VAEWorker:
         start, mu = self._begin(round, x, None if prior_means is None else prior_means.means)
         assert self.net is not None and self.optimizer is not None
         n = x.shape[0]
-        losses = vae_core.train_epochs(
-            self.net,
-            self.optimizer,
-            x,
-            mu,
-            self.config.epochs,
-            min(self.config.batch_size, n),
-            self.config.kl_weight,
-            self.config.reconstruction,
-            self.generator,
-            self._epoch_done,
-            self.precision,
-            self.step or "autograd",
-        )
-        enc = self.encode(data.data, sample=self.config.send == "sample")
+        most = torch.get_num_threads()
+        governor = None
+        if self.device.type == "cpu" and most > 1 and self._threads_agree(x, most):
+            governor = cpu_share.ThreadGovernor(torch.set_num_threads, torch.get_num_threads, most)
+            governor.start()
+        try:
+            losses = self._train(x, mu, n, governor)
+            enc = self.encode(data.data, sample=self.config.send == "sample")
+        finally:
+            torch.set_num_threads(most)
         seconds = time.perf_counter() - start
         log.info(
-            "%s round %d: %d epochs on %s in %s (%s step), loss %.3f, %.2f s",
+            "%s round %d: %d epochs on %s in %s (%s step), loss %.3f, %.2f s%s",
             self.name,
             round,
             self.config.epochs,
@@ -299,6 +297,7 @@ class VAEWorker:
             self.step,
             losses[-1],
             seconds,
+            f", torch threads changed {governor.changes}x for the load" if governor and governor.changes else "",
         )
         latents = Latents(sender=self.name, receiver=self.above, round=round, z=enc.z, lengths=data.lengths)
         recon = Reconstruction(
@@ -315,6 +314,57 @@ class VAEWorker:
                 "precision": self.precision,
                 "step": self.step,
             },
+        )
+
+    def _threads_agree(self, x: torch.Tensor, most: int) -> bool:
+        """Whether the governor may change torch's threads in this update: allowed (``SERKET_ADAPT_THREADS``
+        not "0") and checked once per networks and data shape (:func:`vae_core.threads_agree`)."""
+        if os.environ.get("SERKET_ADAPT_THREADS", "1") == "0":
+            return False
+        assert self.net is not None
+        batch = min(self.config.batch_size, x.shape[0])
+        sizes = sorted({batch, x.shape[0] % batch or batch})
+        key = (id(self.net), x.shape[1], tuple(sizes), most)
+        if self._agree_key != key:
+            self._agree = vae_core.threads_agree(
+                self.net,
+                x,
+                sizes,
+                self.config.kl_weight,
+                self.config.reconstruction,
+                self.precision,
+                self.step or "autograd",
+                (most, 1),
+            )
+            self._agree_key = key
+            if not self._agree:
+                log.info("%s: torch's results change with its thread count here; keeping %d threads", self.name, most)
+        return self._agree
+
+    def _train(
+        self, x: torch.Tensor, mu: torch.Tensor, n: int, governor: cpu_share.ThreadGovernor | None
+    ) -> np.ndarray:
+        """The update's epochs (:func:`vae_core.train_epochs`); ``governor`` re-decides torch's threads each epoch."""
+        assert self.net is not None and self.optimizer is not None
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            if governor is not None:
+                governor.step()
+            self._epoch_done(epoch, loss)
+
+        return vae_core.train_epochs(
+            self.net,
+            self.optimizer,
+            x,
+            mu,
+            self.config.epochs,
+            min(self.config.batch_size, n),
+            self.config.kl_weight,
+            self.config.reconstruction,
+            self.generator,
+            on_epoch,
+            self.precision,
+            self.step or "autograd",
         )
 
     def encode(self, data: np.ndarray, sample: bool = False) -> vae_core.Encoded:

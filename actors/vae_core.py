@@ -9,6 +9,7 @@ batch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable
@@ -126,10 +127,12 @@ def vae_loss(
     mean, log_var = mean.float(), log_var.float()  # no-ops in fp32; the loss is fp32 under autocast too
     z = mean + torch.exp(0.5 * log_var) * noise
     out = net.decoder(z).float()
+    # Summed per row, then over rows: the same bits for any torch thread count (a whole-tensor
+    # sum splits across threads); the gradient is the same either way.
     if reconstruction == "bce":
-        rec = F.binary_cross_entropy_with_logits(out, x, reduction="sum")
+        rec = F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1).sum()
     else:
-        rec = F.mse_loss(out, x, reduction="sum")
+        rec = F.mse_loss(out, x, reduction="none").sum(1).sum()
     kl = 0.5 * torch.sum(torch.exp(log_var) + (mean - prior_mean) ** 2 - 1.0 - log_var)
     return rec + kl_weight * kl
 
@@ -256,15 +259,16 @@ class ManualStep:
         # reconstruction and r = -dL/do, whose sign the products below take back
         if self.bce:
             # -o straight from the product; sigmoid(-o) = 1 - sigmoid(o); BCE(o, x) = -log sigmoid(-o) - o x
+            # (sums per row, then over rows: the same bits for any thread count, as vae_loss)
             neg = torch.addmm(l3.bias, g, l3.weight.t(), beta=-1.0, alpha=-1.0, out=out)
-            loss = torch.dot(neg.view(-1), x.reshape(-1))  # -o . x
+            rows = torch.mul(neg, x, out=rec).sum(1)  # -o . x per row
             sig = torch.sigmoid(neg, out=neg).clamp_min_(_TINY)
-            loss.sub_(torch.log(sig, out=rec).sum())
+            loss = rows.sub_(torch.log(sig, out=rec).sum(1)).sum()
             r = sig.add_(x).sub_(1.0)  # x - sigmoid(o)
         else:
             o = torch.addmm(l3.bias, g, l3.weight.t(), out=out)
             r = torch.sub(x, o, out=rec)
-            loss = torch.dot(r.view(-1), r.view(-1))
+            loss = torch.mul(r, r).sum(1).sum()
             r.mul_(2.0)
         # KL(N(mean, std^2) || N(m, 1)) summed: 0.5 (sum std^2 + sum (mean - m)^2 - n d - sum log_var)
         torch.sub(mean, prior_mean, out=dmean)  # mean - m, reused in the gradient
@@ -366,6 +370,62 @@ def train_epochs(
         if on_epoch is not None:
             on_epoch(epoch + 1, losses[epoch])
     return losses
+
+
+def threads_agree(
+    net: VAENet,
+    data: torch.Tensor,
+    batch_sizes: Iterable[int],
+    kl_weight: float,
+    reconstruction: str,
+    precision: str,
+    step: str,
+    counts: Iterable[int],
+) -> bool:
+    """Whether one training step and one encode give the same bits with each thread count in ``counts``.
+
+    Runs on a copy of ``net`` (its weights and gradients are not touched) for each batch size the
+    update will take, with fixed noise and zero prior means; compares the loss, every gradient and
+    the encoder's and decoder's outputs.  The thread governor (:mod:`actors.cpu_share`) may change
+    torch's thread count during an update only where this holds: matrix-product kernels can split
+    their sums differently with the thread count for some shapes.
+
+    Parameters
+    ----------
+    data : torch.Tensor, shape (N, D)
+        The update's points; the first ``max(batch_sizes)`` rows are used.
+    """
+    before = torch.get_num_threads()
+    results: list[bytes] = []
+    try:
+        for count in counts:
+            torch.set_num_threads(int(count))
+            parts: list[bytes] = []
+            for size in batch_sizes:
+                clone = copy.deepcopy(net)
+                x = data[:size].contiguous()
+                with torch.no_grad():
+                    shape = clone.encoder(x)[0].shape
+                noise = torch.randn(shape, generator=torch.Generator().manual_seed(size)).to(x.device)
+                prior = torch.zeros_like(noise)
+                for p in clone.parameters():
+                    p.grad = None
+                if step == "manual":
+                    loss = ManualStep(clone, x.shape[0], kl_weight, reconstruction)(x, prior, noise)
+                else:
+                    with autocast(precision, x.device):
+                        loss = vae_loss(clone, x, prior, noise, kl_weight, reconstruction)
+                    loss.backward()
+                parts.append(loss.detach().cpu().numpy().tobytes())
+                parts.extend(p.grad.detach().cpu().numpy().tobytes() for p in clone.parameters() if p.grad is not None)
+                with torch.no_grad():
+                    mean, log_var = clone.encoder(x)
+                    parts += [mean.float().cpu().numpy().tobytes(), log_var.float().cpu().numpy().tobytes()]
+                    parts.append(clone.decoder(mean).float().cpu().numpy().tobytes())
+            results.append(b"".join(parts))
+    finally:
+        torch.set_num_threads(before)
+    return all(r == results[0] for r in results)
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], learning_rate: float) -> torch.optim.Adam:

@@ -6,7 +6,8 @@ of all points after each round, as the tutorial's run trains its VAE.
 
 * naive (default): the loop as one would first write it -- index every mini-batch, plain Adam,
   float32.
-* ``--tricks``: the same loop with what the VAE actor adopted (actors/vae_core.py): one gather
+* ``--tricks``: the same loop with what the VAE actor adopted (actors/vae_core.py, actors/cpu_share.py):
+  the thread governor (fewer torch threads while other processes keep the CPUs busy), one gather
   per epoch and contiguous slices, fused Adam, and the step the actor takes by default: in fp32
   its hand-written forward and backward pass (``vae_core.ManualStep``, the very class the actor
   runs; ``--step autograd`` for autograd instead), with ``--precision bf16`` autograd under bf16
@@ -26,6 +27,7 @@ import contextlib
 import json
 import os
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +37,21 @@ from torch.nn import functional as F
 DEFAULT_NPZ = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist_seq3000.npz"
 )
+
+
+class _NoGovernor:
+    def start(self) -> None: ...
+
+    def step(self) -> None: ...
+
+
+def _governor(tricks: bool) -> Any:
+    """The VAE actor's thread governor (actors/cpu_share.py), one of the adopted tricks; a no-op for naive."""
+    if not tricks:
+        return _NoGovernor()
+    from actors import cpu_share
+
+    return cpu_share.ThreadGovernor(torch.set_num_threads, torch.get_num_threads, torch.get_num_threads())
 
 
 def bare_rounds(
@@ -87,9 +104,12 @@ def bare_rounds(
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
     out = []
+    governor = _governor(tricks)
     for _ in range(rounds):
         start = time.perf_counter()
+        governor.start()
         for _ in range(epochs):
+            governor.step()
             order = torch.randperm(n)
             noise = torch.randn(n, latent)
             if tricks:

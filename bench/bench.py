@@ -216,7 +216,8 @@ def _stats(values: list[float], digits: int = 2) -> dict[str, float]:
 
 def _contention(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """The tricks loop (``--contention-epochs`` epochs) alone and beside a CPU hog, with the run's
-    OpenMP wait policy (PASSIVE) and with OpenMP's default (spinning) one."""
+    OpenMP wait policy PASSIVE and with OpenMP's default (spinning, what the run uses); the loop
+    runs the VAE's thread governor."""
     row: dict[str, Any] = {
         "part": "speed",
         "what": f"bare tricks loop, {args.contention_epochs} epochs, "
@@ -292,7 +293,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     precision = resolve_precision(args.precision, torch.device("cpu"))
     workdir = Path(args.workdir)
     data, labels = _tutorial_text_files(workdir)
-    policy = START_ENV.get("OMP_WAIT_POLICY", "PASSIVE")  # what the run uses: serket-ray sets PASSIVE unless it is set
+    policy = START_ENV.get("OMP_WAIT_POLICY")  # what the run uses: OpenMP's default unless it is set
     bare, tricks, runs = [], [], []
     if args.bare_only:
         _bare_pairs(args, precision, policy, rows)
