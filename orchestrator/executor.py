@@ -344,11 +344,18 @@ class RayExecutor:
             ref = worker.__ray_call__.remote(_where)
         return self.get([ref], timeout=120)[0]
 
-    def set_threads(self, worker: Any, threads: int) -> None:
-        """numpy's BLAS threads in the actor's process (Ray would give it ``OMP_NUM_THREADS`` from its CPUs)."""
+    def set_threads(self, worker: Any, threads: int, wait: bool = True) -> Any:
+        """numpy's BLAS threads in the actor's process (Ray would give it ``OMP_NUM_THREADS`` from its CPUs).
+
+        With ``wait`` False the call's reference is returned instead of waited for, so that several
+        actors start (spawn, import, ``__init__``) at the same time; :meth:`get` it later.
+        """
         with stopping.deferred():
             ref = worker.__ray_call__.remote(_set_blas_threads, int(threads))
+        if not wait:
+            return ref
         self.get([ref], timeout=120)
+        return None
 
     def is_actor_failure(self, exc: BaseException) -> bool:
         """Failures a restart can cure: the actor or its node died, objects were lost, or a wait timed out."""

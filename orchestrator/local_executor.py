@@ -18,8 +18,11 @@ class LocalExecutor:
     def __init__(self) -> None:
         self.threads: dict[int, int] = {}  # BLAS threads during each worker's calls (see set_threads)
 
-    def set_threads(self, worker: Any, threads: int) -> None:
-        """numpy's BLAS threads while this process runs ``worker``'s calls (restored after each call)."""
+    def set_threads(self, worker: Any, threads: int, wait: bool = True) -> None:
+        """numpy's BLAS threads while this process runs ``worker``'s calls (restored after each call).
+
+        Nothing to wait for in one process: ``wait`` is accepted for the Ray executor's signature.
+        """
         self.threads[id(worker)] = int(threads)
 
     def reserve(

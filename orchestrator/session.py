@@ -203,7 +203,8 @@ class Session:
                 self.refs[(obs, "data")] = executor.put(msg)  # once: every round reuses the reference
             for module in self.graph.learnable:
                 if not self._sharded(module):
-                    self._start_worker(module)
+                    self._start_worker(module, wait=False)
+            self.pool.settle()  # the workers started side by side
             for module in self.workers:
                 self.pool.record_placement(module)
             if self.group is not None:
@@ -229,10 +230,10 @@ class Session:
     def _sharded(self, module: Module) -> bool:
         return self.group is not None and module in self.group.modules
 
-    def _start_worker(self, module: Module) -> Any:
+    def _start_worker(self, module: Module, wait: bool = True) -> Any:
         above = self.graph.name(module.above[0]) if module.above else None
         below = self.graph.name(module.below[0]) if module.below else None
-        return self.pool.start(module, above, below)
+        return self.pool.start(module, above, below, wait=wait)
 
     # -- one update ---------------------------------------------------------
     def update(self, module: Module, on_progress: ProgressCallback | None = None) -> UpdateRecord:

@@ -132,6 +132,7 @@ class WorkerPool:
         self.seed = seed
         self.threads = threads
         self.timeout = timeout
+        self._pending: list[Any] = []  # thread-setting calls of workers still starting (see start, settle)
         self.executor: Any = None
         self.workers: dict[Module, Any] = {}
         self.placement: dict[str, Any] = {}
@@ -191,8 +192,12 @@ class WorkerPool:
         res = self.resources.get(module.name, self.resources.get(module.kind, "auto"))
         return auto_resources(module.kind) if res == "auto" else dict(res)
 
-    def start(self, module: Module, above: str | None, below: str | None) -> Any:
-        """Start the worker of ``module`` (its neighbours named ``above`` and ``below``) in its bundle."""
+    def start(self, module: Module, above: str | None, below: str | None, wait: bool = True) -> Any:
+        """Start the worker of ``module`` (its neighbours named ``above`` and ``below``) in its bundle.
+
+        With ``wait`` False the worker may still be starting when this returns: :meth:`settle` waits
+        for every such worker (so that workers start side by side, not one after the other).
+        """
         index = self.graph.modules.index(module)
         seeds = module_seeds(self.seed, len(self.graph.modules))
         res = self.actor_resources.get(module) or self.resources_for(module)
@@ -207,9 +212,19 @@ class WorkerPool:
             cls, res = VAEGroupWorker, {"num_cpus": 0}
         worker = self.executor.start(name, cls, args, res, bundle=self.bundles.get(module))
         # numpy's BLAS threads are fixed too (its sums depend on the count).
-        self.executor.set_threads(worker, self.threads if module.kind == "vae" else MIXTURE_BLAS_THREADS)
+        pending = self.executor.set_threads(
+            worker, self.threads if module.kind == "vae" else MIXTURE_BLAS_THREADS, wait=wait
+        )
+        if pending is not None:
+            self._pending.append(pending)
         self.workers[module] = worker
         return worker
+
+    def settle(self) -> None:
+        """Wait until every worker started with ``wait=False`` is up (its thread setting done)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            self.executor.get(pending, timeout=max(120.0, self.timeout))
 
     def record_placement(self, module: Module) -> None:
         """Note where a module's worker runs (node, process, bundle) for run.json."""
@@ -244,3 +259,4 @@ class WorkerPool:
         self.executor.shutdown()
         self.executor = None
         self.workers.clear()
+        self._pending.clear()
