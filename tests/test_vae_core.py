@@ -224,7 +224,8 @@ def test_step_is_checked_resolved_and_recorded() -> None:
     _, _, grad = _worker(2, epochs=3, step="autograd").update(0, obs)
     _, _, bf16 = _worker(2, epochs=3, precision="bf16").update(0, obs)
     assert (auto["step"], grad["step"], bf16["step"]) == ("manual", "autograd", "autograd")
-    np.testing.assert_allclose(auto["loss"], grad["loss"], rtol=1e-5)
+    # the two steps round differently: up to 3e-5 apart after 3 epochs on AVX-512 kernels (1e-5 on AVX2)
+    np.testing.assert_allclose(auto["loss"], grad["loss"], rtol=1e-4)
     custom = VAEWorker(
         VAEConfig(latent_dim=4, epochs=2, batch_size=64),
         "vae",
