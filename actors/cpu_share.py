@@ -7,10 +7,11 @@ the spinning threads fight it for time slices (6.5 s, 4.2x slower).  A :class:`T
 measures, from ``/proc/stat`` and this process's own CPU time, how many of the process's CPUs
 other processes use, and gives torch the rest (at least one thread).
 
-Changing torch's thread count leaves the VAE's results as they are: the networks' weights and
-latents are the same bits for 1 and 2 threads (checked in tests/test_cpu_share.py), and the
-reported loss is reduced per row (:mod:`actors.vae_core`), so a run's files do not depend on
-the load it met.  Where ``/proc/stat`` cannot be read the governor keeps the thread count.
+The VAE worker runs a governor only where changing torch's thread count leaves its results as
+they are: :func:`actors.vae_core.threads_agree` checks one step and one encode with 1 and with all
+threads for the update's shapes (some shapes do change, tests/test_cpu_share.py), and the reported
+loss is reduced per row, so a run's files do not depend on the load it met.  Where ``/proc/stat``
+cannot be read the governor keeps the thread count.
 """
 
 from __future__ import annotations

@@ -274,15 +274,13 @@ class VAEWorker:
         """
         x = self._tensor(data.data)
         start, mu = self._begin(round, x, None if prior_means is None else prior_means.means)
-        assert self.net is not None and self.optimizer is not None
-        n = x.shape[0]
         most = torch.get_num_threads()
         governor = None
         if self.device.type == "cpu" and most > 1 and self._threads_agree(x, most):
             governor = cpu_share.ThreadGovernor(torch.set_num_threads, torch.get_num_threads, most)
             governor.start()
         try:
-            losses = self._train(x, mu, n, governor)
+            losses = self._train(x, mu, governor)
             enc = self.encode(data.data, sample=self.config.send == "sample")
         finally:
             torch.set_num_threads(most)
@@ -341,9 +339,7 @@ class VAEWorker:
                 log.info("%s: torch's results change with its thread count here; keeping %d threads", self.name, most)
         return self._agree
 
-    def _train(
-        self, x: torch.Tensor, mu: torch.Tensor, n: int, governor: cpu_share.ThreadGovernor | None
-    ) -> np.ndarray:
+    def _train(self, x: torch.Tensor, mu: torch.Tensor, governor: cpu_share.ThreadGovernor | None) -> np.ndarray:
         """The update's epochs (:func:`vae_core.train_epochs`); ``governor`` re-decides torch's threads each epoch."""
         assert self.net is not None and self.optimizer is not None
 
@@ -358,7 +354,7 @@ class VAEWorker:
             x,
             mu,
             self.config.epochs,
-            min(self.config.batch_size, n),
+            min(self.config.batch_size, x.shape[0]),
             self.config.kl_weight,
             self.config.reconstruction,
             self.generator,

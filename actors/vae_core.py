@@ -268,7 +268,7 @@ class ManualStep:
         else:
             o = torch.addmm(l3.bias, g, l3.weight.t(), out=out)
             r = torch.sub(x, o, out=rec)
-            loss = torch.mul(r, r).sum(1).sum()
+            loss = torch.mul(r, r, out=out).sum(1).sum()  # o is spent: its buffer takes r * r
             r.mul_(2.0)
         # KL(N(mean, std^2) || N(m, 1)) summed: 0.5 (sum std^2 + sum (mean - m)^2 - n d - sum log_var)
         torch.sub(mean, prior_mean, out=dmean)  # mean - m, reused in the gradient

@@ -215,9 +215,9 @@ def _stats(values: list[float], digits: int = 2) -> dict[str, float]:
 
 
 def _contention(args: argparse.Namespace, precision: str) -> dict[str, Any]:
-    """The tricks loop (``--contention-epochs`` epochs) alone and beside a CPU hog, with the run's
-    OpenMP wait policy PASSIVE and with OpenMP's default (spinning, what the run uses); the loop
-    runs the VAE's thread governor."""
+    """The tricks loop (``--contention-epochs`` epochs, with the VAE's thread governor) alone and
+    beside a CPU hog, under ``OMP_WAIT_POLICY=PASSIVE`` and under OpenMP's default (spinning) policy,
+    which the run uses."""
     row: dict[str, Any] = {
         "part": "speed",
         "what": f"bare tricks loop, {args.contention_epochs} epochs, "
