@@ -243,6 +243,15 @@ class GMMConfig(_Config):
         chain whose classes each emit from two Gaussians and taken only when
         the sequence explains the gain (:func:`actors.sequence_core.search`);
         0 turns them off.
+    sequence_test : bool
+        Use the sequence (the Markov model's message and the moves above)
+        only while the mixture's labels show it: at the start of every update
+        the log Bayes factor of a Markov chain over the labels against
+        independent draws (:func:`actors.mm_core.sequence_evidence`) must be
+        positive; otherwise the update is exactly the one without a Markov
+        model above (merge-and-split moves by the mixture's likelihood, no
+        message), so data without order loses nothing to the sequence
+        machinery (the default).  False: always use the sequence.
     use_class_prior : bool
         Add the Markov model's message to every point's class weights (the
         default).  False keeps only the mixture's own sequence machinery (an
@@ -273,6 +282,7 @@ class GMMConfig(_Config):
     chain_emission_weight: float = 0.7
     stretch_candidates: int = 3
     slow_candidates: int = 3
+    sequence_test: bool = True
     use_class_prior: bool = True
 
     def __post_init__(self) -> None:
@@ -299,6 +309,8 @@ class GMMConfig(_Config):
         _check_float("chain_emission_weight", self.chain_emission_weight, 0.0)
         _check_int("stretch_candidates", self.stretch_candidates, 0)
         _check_int("slow_candidates", self.slow_candidates, 0)
+        if not isinstance(self.sequence_test, bool):
+            raise ConfigError(f"sequence_test should be True or False, got {self.sequence_test!r}")
         if not isinstance(self.use_class_prior, bool):
             raise ConfigError(f"use_class_prior should be True or False, got {self.use_class_prior!r}")
 

@@ -242,12 +242,17 @@ class GMMWorker:
         prior = self._prior(xs)
         if self.labels is None or self.labels.shape[0] != x.shape[0]:
             self.labels = self._initial_labels(xs, prior, lengths)
+        evidence = None
+        sequence = self.sequence
+        if sequence and self.config.sequence_test:
+            evidence = mm_core.sequence_evidence(self.labels, k, lengths)
+            sequence = evidence > 0.0
         log_bias = None
-        if class_prior is not None and self.config.use_class_prior:
+        if sequence and class_prior is not None and self.config.use_class_prior:
             log_bias = gmm_core.log_prior(class_prior.probs)
         moves: list[str] = []
         chain = None
-        if self.sequence:
+        if sequence:
             log_bias, moves, chain = self._sequence_step(xs, prior, log_bias, lengths)
         elif self.config.mixture_moves > 0:
             found = mixture_moves.search(
@@ -279,13 +284,14 @@ class GMMWorker:
         assigned = np.argmax(res.probs, axis=1)
         seconds = time.perf_counter() - start
         log.info(
-            "%s round %d: %d sweeps, %d moves, sizes %s, %.3f s",
+            "%s round %d: %d sweeps, %d moves, sizes %s, %.3f s%s",
             self.name,
             round,
             self.config.n_sweeps,
             len(moves),
             res.counts.astype(int).tolist(),
             seconds,
+            "" if evidence is None else f", sequence evidence {evidence:.1f} nats ({'used' if sequence else 'unused'})",
         )
         for move in moves:
             log.info("%s round %d: move %s", self.name, round, move)
@@ -309,7 +315,10 @@ class GMMWorker:
             "covariances": self.mixture.covariances,
             "seconds": seconds,
             "moves": moves,
+            "sequence_used": bool(sequence),
         }
+        if evidence is not None:
+            report["sequence_evidence"] = evidence
         return post, means, report
 
     def classify(self, z: np.ndarray, class_prior: np.ndarray | None = None) -> gmm_core.Classified:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from actors import gmm_core, shard_chain
+from actors import gmm_core, mm_core, shard_chain
 from actors.config import GMMConfig
 from actors.seeding import numpy_generator
 from actors.shard_core import (
@@ -247,6 +247,19 @@ class GMMShard:
             z = np.zeros
             return [z((k, k), np.int64), z(k, np.int64), z(k, np.int64), z((k, d), np.int64), z((k, d, d), np.int64)]
         return [fixed_sum([p[i] for p in parts]) for i in range(5)]
+
+    def label_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """First labels (K,) and within-sequence label pairs (K, K) of every chain block, int64 (exact to reduce)."""
+        assert self.labels is not None
+        k = self.k
+        first, pairs = np.zeros(k, np.int64), np.zeros(k * k, np.int64)
+        for s, lengths in self._chain_blocks():
+            lab = self.labels[s]
+            starts = mm_core.sequence_starts(lengths, lab.shape[0])
+            within = ~starts[1:]
+            first += np.bincount(lab[starts], minlength=k)
+            pairs += np.bincount(lab[:-1][within] * k + lab[1:][within], minlength=k * k)
+        return first, pairs.reshape(k, k)
 
     def chain_start(self, key: Any, centre: np.ndarray, e0: int, e1: int, e2: int) -> list[np.ndarray]:
         """Start the chain fit of labelling ``key`` ("base": the labels) from its one-hot memberships.
@@ -471,6 +484,7 @@ class ShardedGMM:
         # with moves and a Markov model above: the sequence-guided moves instead (actors.shard_sequence)
         self.sequence = bool(sequence)
         self.last_moves: list[str] = []
+        self.last_evidence: float | None = None  # the last update's sequence evidence (nats), when tested
         coord, draws = seed.spawn(2)
         self.rng = numpy_generator(coord)
         self.key = philox_key(draws)
@@ -552,7 +566,14 @@ class ShardedGMM:
             return grid_exponent(n * far), grid_exponent(n * far * far)
 
         self.last_moves = []
-        if self.moves and self.sequence:
+        sequence = self.sequence
+        if self.moves and sequence and cfg.sequence_test:  # as GMMWorker.update: the sequence only where labels show it
+            first, pairs = _reduce(shards.map("label_counts"))
+            self.last_evidence = mm_core.evidence_from_counts(first, pairs)
+            sequence = self.last_evidence > 0.0
+            if not sequence:
+                shards.map("set_prior", None)
+        if self.moves and sequence:
             if cfg.sequence_moves > 0:
                 from actors import shard_sequence
 
