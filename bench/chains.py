@@ -14,7 +14,8 @@ is the data's own order.  Variants (the ablation):
 * ``message``: the MM's message, the GMM's sequence-guided moves off (``sequence_moves=0``);
 * ``both``: the default model;
 * ``hmmlearn``: the peer, hmmlearn's ``GaussianHMM`` (10 states, full covariances, best of 5 EM
-  restarts by likelihood, posterior argmax) fitted on the latents of the ``gmm`` run.
+  restarts by likelihood, posterior argmax) fitted on the latents of the ``gmm`` run (with ``--gmm-per-order``:
+  of the ``gmm`` run on that order, as a user would run the two steps on their data).
 
 The ``gmm`` variant never sees the order (the VAE and the mixture are exchangeable in the points), so it
 runs once per seed on the data's own order and every kind reads its latents and classes through the
@@ -192,8 +193,11 @@ def part_chains(args: argparse.Namespace, rows: list[dict[str, Any]], load_mnist
             for variant in args.chain_variants:
                 out = work / f"chains_{kind}_{variant}_s{seed}"
                 if variant == "hmmlearn":
+                    own = work / f"chains_{kind}_gmm_s{seed}" / "module001_vae" / "z_learn.txt"
                     if args.fixed_latents:
                         z_peer = z_first[seq.indices]
+                    elif args.gmm_per_order and own.exists():
+                        z_peer = np.loadtxt(own)  # the two-step pipeline on this very order: its --no-mm run's latents
                     classes, learned, seconds = hmm_peer(z_peer, seq.lengths, seed)
                     extra: dict[str, Any] = {}
                 elif args.fixed_latents:

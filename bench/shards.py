@@ -20,6 +20,7 @@ The configurations run in turn (for each repeat: each N with S = 1 then S = 2,
 the order flipped on odd repeats) so that load from other jobs hits all alike.
 
     python bench/shards.py [--sizes 300000,1000000] [--shards 1,2] [--sweeps 5] [--em 3] [--rounds 2] [--repeats 1]
+        [--moves]   # the GMM's sequence-guided move search on the shards before its sweeps, as in a run
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def synthetic(start: int, stop: int) -> np.ndarray:
     return out
 
 
-def driver(address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: int) -> dict[str, Any]:
+def driver(
+    address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: int, moves: bool = False
+) -> dict[str, Any]:
     """One configuration in this (fresh) process, connected to the cluster."""
     import ray
 
@@ -78,6 +81,7 @@ def driver(address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: in
         MMConfig(em_iterations=em),
         np.random.SeedSequence(SEED),
         strategy=strategy,
+        moves=moves,
     )
     try:
         per_round = []
@@ -88,6 +92,7 @@ def driver(address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: in
                     "round": r,
                     "gmm_seconds": out["gmm_seconds"],
                     "mm_seconds": out["mm_seconds"],
+                    "moves": list(pipe.gmm.last_moves),
                     "mm_iterations": out["mm"]["iterations"],
                     "driver_received": out["driver_received"],
                     "driver_sent": out["driver_sent"],
@@ -109,6 +114,7 @@ def driver(address: str, n: int, n_shards: int, sweeps: int, em: int, rounds: in
         "n": n,
         "shards": n_shards,
         "sweeps": sweeps,
+        "with_moves": moves,
         "rounds": per_round,
         "actor_peak_rss": rss,
         "driver_peak_rss": peak_rss_bytes(),
@@ -277,6 +283,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", dest="json_out")
+    parser.add_argument(
+        "--moves", action="store_true", help="the GMM's sequence-guided move search before its sweeps, as in a run"
+    )
     parser.add_argument("--driver", help=argparse.SUPPRESS)  # ADDRESS,N,S: run one configuration here
     parser.add_argument("--micro", help="per-shard CPU costs on these shard sizes (no Ray), e.g. 150000,500000")
     args = parser.parse_args()
@@ -286,7 +295,7 @@ def main() -> None:
         return
     if args.driver:
         address, n, s = args.driver.split(",")
-        print(json.dumps(driver(address, int(n), int(s), args.sweeps, args.em, args.rounds)))
+        print(json.dumps(driver(address, int(n), int(s), args.sweeps, args.em, args.rounds, args.moves)))
         return
     tmp = Path(tempfile.mkdtemp(prefix="s12.", dir="/tmp"))  # short: Ray's socket paths are limited to 107 bytes
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(tmp / "auth_token"))
@@ -306,6 +315,7 @@ def main() -> None:
                 for s in shard_counts if rep % 2 == 0 else shard_counts[::-1]:
                     cmd = [sys.executable, __file__, "--driver", f"{address},{n},{s}"]
                     cmd += ["--sweeps", str(args.sweeps), "--em", str(args.em), "--rounds", str(args.rounds)]
+                    cmd += ["--moves"] if args.moves else []
                     t0 = time.perf_counter()
                     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
                     if out.returncode:

@@ -150,6 +150,9 @@ class ShardedPipeline:
         Placement strategy of the S bundles (``PACK``, ``SPREAD``, ``STRICT_SPREAD``).
     bundle : dict
         Resources of one shard's bundle (its GMM and MM actor share it half and half).
+    moves : bool
+        Run the GMM's moves before its sweeps, as a run does: the sequence-guided
+        split/merge search on the shards (an MM sits above); False: the sweeps only.
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class ShardedPipeline:
         lengths: np.ndarray | None = None,
         strategy: str = "PACK",
         bundle: dict[str, float] | None = None,
+        moves: bool = False,
     ) -> None:
         import ray
         from ray.util.placement_group import placement_group
@@ -173,7 +177,7 @@ class ShardedPipeline:
         bundle = bundle or {"CPU": 1.0}
         self.pg = placement_group([dict(bundle)] * n_shards, strategy=strategy)
         ray.get(self.pg.ready(), timeout=120)
-        self.gmm = ShardedGMM(gmm_config, seed)
+        self.gmm = ShardedGMM(gmm_config, seed, moves=moves, sequence=moves)
         self.mm = ShardedMM(mm_config, lengths is not None)
         starts = sequence_starts(lengths, n)
         half = {key: value / 2 for key, value in bundle.items()}
