@@ -370,8 +370,10 @@ def _best_slow_move(
         fit = chain_fit(x, eye[proposed], prior, alpha, em_iterations, lengths, emission_weight)
         return np.argmax(fit.posterior, axis=1)
 
+    # the base labels' refinement is the argmax of their fit, which search has made already (the same bits)
+    settled = np.argmax(base.posterior, axis=1)
     found = slow_moves.best_move(
-        x, labels, n_classes, prior, base.transitions, alpha, lengths, n_best, min_gain, cache, refine
+        x, labels, n_classes, prior, base.transitions, alpha, lengths, n_best, min_gain, cache, refine, settled
     )
     if found is None:
         return None

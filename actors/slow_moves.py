@@ -274,6 +274,7 @@ def best_move(
     min_gain: float,
     cache: dict[bytes, np.ndarray] | None = None,
     refine: Callable[[np.ndarray], np.ndarray] | None = None,
+    settled: np.ndarray | None = None,
 ) -> tuple[float, Move] | None:
     """The best of :func:`slow_proposals` by :func:`mixture_chain_score`, or None when none gains.
 
@@ -283,13 +284,15 @@ def best_move(
     sequence structure no move is then taken.  With ``refine`` (labels ->
     labels, e.g. the argmax of a chain fitted from them) the current labels
     and every proposal's are refined before they are scored, so that a split
-    is judged once its stray points have settled.
+    is judged once its stray points have settled; ``settled``, when given, is
+    ``refine(labels)`` already computed.
 
     Returns
     -------
     (gain, move) or None
     """
-    settled = labels if refine is None else refine(labels)
+    if settled is None:
+        settled = labels if refine is None else refine(labels)
     base_chain, base_iid = mixture_chain_score(x, settled, n_classes, prior, alpha, lengths, cache)
     best: tuple[float, Move] | None = None
     for move in slow_proposals(x, labels, transitions, n_best, lengths):
