@@ -251,15 +251,11 @@ class GMMShard:
     def label_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """First labels (K,) and within-sequence label pairs (K, K) of every chain block, int64 (exact to reduce)."""
         assert self.labels is not None
-        k = self.k
-        first, pairs = np.zeros(k, np.int64), np.zeros(k * k, np.int64)
+        first, pairs = np.zeros(self.k, np.int64), np.zeros((self.k, self.k), np.int64)
         for s, lengths in self._chain_blocks():
-            lab = self.labels[s]
-            starts = mm_core.sequence_starts(lengths, lab.shape[0])
-            within = ~starts[1:]
-            first += np.bincount(lab[starts], minlength=k)
-            pairs += np.bincount(lab[:-1][within] * k + lab[1:][within], minlength=k * k)
-        return first, pairs.reshape(k, k)
+            f, p = mm_core.label_counts(self.labels[s], self.k, lengths)
+            first, pairs = first + f, pairs + p
+        return first, pairs
 
     def chain_start(self, key: Any, centre: np.ndarray, e0: int, e1: int, e2: int) -> list[np.ndarray]:
         """Start the chain fit of labelling ``key`` ("base": the labels) from its one-hot memberships.

@@ -139,16 +139,22 @@ def sequence_evidence(
     float
         log p(labels | chain) - log p(labels | independent draws).
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    n = labels.shape[0]
-    k = int(n_classes)
-    if n == 0:
+    if len(labels) == 0:
         return 0.0
-    starts = sequence_starts(lengths, n)
+    return evidence_from_counts(*label_counts(labels, n_classes, lengths), alpha)
+
+
+def label_counts(
+    labels: np.ndarray, n_classes: int, lengths: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences' first labels (K,) and within-sequence label pairs (K, K) of ``labels`` (N,), int64."""
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(n_classes)
+    starts = sequence_starts(lengths, labels.shape[0])
     first = np.bincount(labels[starts], minlength=k)
     within = ~starts[1:]
     pairs = np.bincount(labels[:-1][within] * k + labels[1:][within], minlength=k * k).reshape(k, k)
-    return evidence_from_counts(first, pairs, alpha)
+    return first, pairs
 
 
 def evidence_from_counts(first: np.ndarray, pairs: np.ndarray, alpha: float = 1.0) -> float:

@@ -49,6 +49,24 @@ def test_sequence_moves_are_byte_identical_for_1_2_4_shards_and_find_the_cycle()
     assert accuracy(plain, truth) < 0.9
 
 
+def test_shuffled_points_skip_the_sequence_on_shards_and_equal_the_mixture_alone() -> None:
+    """The sharded sequence test: the cycle's labels show a chain (positive evidence, moves taken), the same points
+    shuffled do not, and their update is then the mixture's own, byte for byte, on 1 and 2 shards."""
+    x, _ = _cycle(1200)
+    shuffled = x[np.random.default_rng(5).permutation(1200)]
+    alone = _run(shuffled, 1, False)
+    for n_shards in (1, 2):
+        gmm = ShardedGMM(GMMConfig(n_components=K, n_sweeps=10), np.random.SeedSequence(3), moves=True, sequence=True)
+        shards = LocalShards(local_shards(shuffled, n_shards, K, gmm.key, BLOCK))
+        report = gmm.update(shards, 1200, 0)
+        assert gmm.last_evidence is not None and gmm.last_evidence < 0.0
+        labels = np.concatenate([s.labels for s in shards.shards])
+        assert labels.tobytes() == alone[1].tobytes() and report["class_means"].tobytes() == alone[2].tobytes()
+    ordered = ShardedGMM(GMMConfig(n_components=K, n_sweeps=10), np.random.SeedSequence(3), moves=True, sequence=True)
+    ordered.update(LocalShards(local_shards(x, 2, K, ordered.key, BLOCK)), 1200, 0)
+    assert ordered.last_evidence is not None and ordered.last_evidence > 100.0 and ordered.last_moves
+
+
 def _reference_lengths(n: int, lengths: np.ndarray) -> np.ndarray:
     """Every block a sequence of its own, cut again where a sequence of ``lengths`` begins."""
     starts = sequence_starts(lengths, n)
