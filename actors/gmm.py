@@ -119,6 +119,10 @@ class GMMWorker:
     Without ``sequence`` each update first searches for merge-and-split moves
     that raise the mixture's marginal likelihood
     (:func:`actors.mixture_moves.search`, ``mixture_moves``).
+
+    With ``sequence`` and ``sequence_test`` (the default), an update whose
+    starting labels show no chain (:func:`actors.mm_core.sequence_evidence` not
+    positive) is the update without ``sequence``: the MM's message is not used.
     """
 
     def __init__(

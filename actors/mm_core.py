@@ -120,10 +120,12 @@ def sequence_evidence(
     priors (the Dirichlet-multinomial marginal likelihood): the chain draws every
     sequence's first label from an initial distribution and each later label from the
     row of its predecessor; the alternative draws every label from one distribution.
-    The chain's K (K - 1) extra parameters cost it about K (K - 1) / 2 log(N / K)
-    nats, so the factor is negative on labels with no sequence structure (a shuffle)
-    and grows in proportion to N times the mutual information of consecutive labels
-    where there is some.  No pair across a sequence boundary is counted.
+    The chain's K (K - 1) extra parameters cost it roughly (K - 1) / 2 log(n_j / 2 pi)
+    nats for every row j of n_j pairs, less what chance pairs fit, so the factor is
+    negative on labels with no sequence structure (shuffled tutorial labels, N = 3000,
+    K = 10: about -95 nats) and grows in proportion to N times the mutual information
+    of consecutive labels where there is some.  No pair across a sequence boundary is
+    counted.
 
     Parameters
     ----------

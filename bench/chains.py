@@ -17,11 +17,13 @@ is the data's own order.  Variants (the ablation):
   restarts by likelihood, posterior argmax) fitted on the latents of the ``gmm`` run (with ``--gmm-per-order``:
   of the ``gmm`` run on that order, as a user would run the two steps on their data).
 
-The ``gmm`` variant never sees the order (the VAE and the mixture are exchangeable in the points), so it
-runs once per seed on the data's own order and every kind reads its latents and classes through the
-order's indices; ``--gmm-per-order`` runs it on every order instead.  With ``--fixed-latents`` no VAE is
-trained in the loop: the ``gmm`` run's first-round latents (plain VAE, no GMM prior yet) are reordered
-and every variant runs its GMM and MM updates for the rounds on them, in this process.
+The ``gmm`` variant never uses the order (the VAE and the mixture are exchangeable in the points), so by
+default it runs once per seed on the data's own order and every kind reads its latents and classes through
+the order's indices.  That is the same model but not the same bits: the VAE's mini-batches follow the data's
+order, so a run on another order is another trajectory.  ``--gmm-per-order`` runs it on every order itself
+(the like-for-like comparison; on independent draws the ``both`` run then equals it byte for byte).
+With ``--fixed-latents`` no VAE is trained in the loop: the ``gmm`` run's first-round latents (plain VAE, no
+GMM prior yet) are reordered and every variant runs its GMM and MM updates for the rounds on them, in this process.
 """
 
 from __future__ import annotations
