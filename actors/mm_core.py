@@ -141,9 +141,7 @@ def sequence_evidence(
     float
         log p(labels | chain) - log p(labels | independent draws).
     """
-    if len(labels) == 0:
-        return 0.0
-    return evidence_from_counts(*label_counts(labels, n_classes, lengths), alpha)
+    return evidence_from_counts(*label_counts(labels, n_classes, lengths), alpha)  # no labels: 0.0
 
 
 def label_counts(
