@@ -153,11 +153,12 @@ def _tutorial_text_files(workdir: Path) -> tuple[Path, Path]:
     return data, labels
 
 
-def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path) -> dict[str, Any]:
+def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path, backend: str = "ray") -> dict[str, Any]:
     """``serket-ray run`` on the text files in a fresh process, timed from spawn to exit.
 
     Start-up: spawn until the first VAE update began (its line's arrival minus its
-    seconds); shutdown: the last update's line until the process ended.
+    seconds); shutdown: the last update's line until the process ended.  ``backend``
+    "local" runs every worker in the CLI's own process (no Ray): what Ray itself costs.
     """
     cmd = [
         sys.executable,
@@ -179,6 +180,8 @@ def _cli_run(args: argparse.Namespace, data: Path, labels: Path, out: Path) -> d
         "0",
         "--precision",
         args.precision,
+        "--backend",
+        backend,
     ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(None))
@@ -294,7 +297,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     workdir = Path(args.workdir)
     data, labels = _tutorial_text_files(workdir)
     policy = START_ENV.get("OMP_WAIT_POLICY")  # what the run uses: OpenMP's default unless it is set
-    bare, tricks, runs = [], [], []
+    bare, tricks, runs, local = [], [], [], []
     if args.bare_only:
         _bare_pairs(args, precision, policy, rows)
         return
@@ -302,6 +305,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         bare.append(_bare(args, False, "fp32", START_ENV.get("OMP_WAIT_POLICY")))
         tricks.append(_bare(args, True, precision, policy))
         runs.append(_cli_run(args, data, labels, workdir / "speed_cli"))
+        local.append(_cli_run(args, data, labels, workdir / "speed_local", backend="local"))
         print(
             json.dumps(
                 {
@@ -314,6 +318,8 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                     "startup_s": round(runs[-1]["startup_s"], 2),
                     "shutdown_s": round(runs[-1]["shutdown_s"], 2),
                     "accuracy": runs[-1]["accuracy"],
+                    "in_process_run_s": round(local[-1]["whole_s"], 2),
+                    "in_process_accuracy": local[-1]["accuracy"],
                 }
             ),
             flush=True,
@@ -359,6 +365,15 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         {"part": "speed", "what": "whole run / bare with the same tricks (target <= 1.3)", **_stats(ratio_tricks, 3)}
     )
     rows.append(
+        {
+            "part": "speed",
+            "what": "the same run in one process (--backend local, no Ray) / bare with the same tricks",
+            **_stats([r["whole_s"] / t["train_s"] for r, t in zip(local, tricks, strict=True)], 3),
+            "whole_s": _stats([r["whole_s"] for r in local]),
+            "accuracy": [r["accuracy"] for r in local],
+        }
+    )
+    rows.append(
         {"part": "speed", "what": "start-up (spawn to first VAE update), s", **_stats([r["startup_s"] for r in runs])}
     )
     rows.append(
@@ -373,7 +388,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 "per_round_s": [round(x, 3) for x in per_round],
             }
         )
-    for row in rows[-(8 + len(runs[-1]["per_module_s"])) :]:
+    for row in rows[-(9 + len(runs[-1]["per_module_s"])) :]:
         print(json.dumps(row), flush=True)
     if args.contention_epochs:
         rows.append(_contention(args, precision))

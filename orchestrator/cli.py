@@ -130,13 +130,16 @@ def entry() -> NoReturn:
     renamed.  What a normal interpreter exit would still do is wait: Ray's exit
     hook sleeps 0.5 s before stopping the local Ray it started, and tearing down
     torch, pyarrow and their thread pools takes seconds more on a busy machine.
-    So Ray is stopped here (without the sleep), output is flushed, and the
+    So Ray is stopped here (without the sleep, its monitor killed first:
+    :func:`orchestrator.executor.stop_local_monitor`), output is flushed, and the
     process ends at once.
     """
     status = main()
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        ray.shutdown()  # stops the processes of a local Ray this run started; only disconnects from a cluster
+        from orchestrator.executor import disconnect_ray
+
+        disconnect_ray()  # stops the processes of a local Ray this run started; only disconnects from a cluster
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -46,10 +46,16 @@ class ProgressWatch:
             self._board = self.executor.start("progress", ProgressBoard, (), {"num_cpus": 0})
         return self._board
 
-    def start_early(self, watch_progress: bool) -> None:
-        """Start the progress board now (not at the first update) when progress is wanted on Ray."""
+    def start_early(self, watch_progress: bool, wait: bool = True) -> None:
+        """Start the progress board now (not at the first update) when progress is wanted on Ray.
+
+        With ``wait`` False the board's actor is only created (its process starts beside the
+        workers'); a later call with ``wait`` True waits until it answers.
+        """
         if watch_progress and not self.local and any(m.reports_progress for m in self.graph.learnable):
-            self.executor.get(self.executor.call(self.board(), "latest", 1, name=""), timeout=self.start_timeout)
+            board = self.board()
+            if wait:
+                self.executor.get(self.executor.call(board, "latest", 1, name=""), timeout=self.start_timeout)
 
     def attach(self, module: Module, worker: Any, on_progress: ProgressCallback | None) -> ProgressCallback | None:
         """Point a training worker's progress at ``on_progress``; returns the callback :meth:`results` polls for."""

@@ -204,6 +204,10 @@ class Session:
             for module in self.graph.learnable:
                 if not self._sharded(module):
                     self._start_worker(module, wait=False)
+            self.progress = ProgressWatch(
+                executor, self.graph, self.timeout, self.progress_interval, self.reserve_timeout
+            )
+            self.progress.start_early(watch_progress, wait=False)  # the board's process starts beside theirs
             self.pool.settle()  # the workers started side by side
             for module in self.workers:
                 self.pool.record_placement(module)
@@ -217,9 +221,6 @@ class Session:
                 self.group.start(ops, self.pool.extra_bundles)
                 for module in self.group.modules:
                     self.pool.placement[self.graph.name(module)] = self.group.placement(module)
-            self.progress = ProgressWatch(
-                executor, self.graph, self.timeout, self.progress_interval, self.reserve_timeout
-            )
             self.progress.start_early(watch_progress)
         except BaseException:
             self.pool.abandon()

@@ -27,3 +27,24 @@ def test_openmp_keeps_its_default_wait_policy_unless_the_user_chose() -> None:
     code = "import os, actors; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
     assert _fresh(code) == "unset"  # spinning waits; the VAE's ThreadGovernor handles a busy neighbour
     assert _fresh(code, OMP_WAIT_POLICY="PASSIVE") == "PASSIVE"
+
+
+def test_a_local_ray_stops_with_its_monitor_killed_first_and_nothing_left_running() -> None:
+    """stop_local_monitor kills the monitor of the Ray this process started, and only that Ray's."""
+    code = """
+import logging, os, ray
+from ray._private import ray_constants, worker
+from orchestrator.executor import disconnect_ray, stop_local_monitor
+print(stop_local_monitor())  # no Ray yet: nothing to stop
+ray.init(num_cpus=1, include_dashboard=False, logging_level=logging.WARNING)
+node = worker._global_node
+procs = {kind: [i.process for i in infos] for kind, infos in node.all_processes.items()}
+monitor = procs[ray_constants.PROCESS_TYPE_MONITOR][0]
+others = [p for kind, ps in procs.items() if kind != ray_constants.PROCESS_TYPE_MONITOR for p in ps]
+print(stop_local_monitor(), monitor.poll() is not None, all(p.poll() is None for p in others))
+print(stop_local_monitor())  # already gone
+disconnect_ray()
+print(ray.is_initialized(), all(p.poll() is not None for p in others))
+"""
+    lines = _fresh(code, RAY_AUTH_MODE="token").splitlines()[-4:]
+    assert lines == ["False", "True True True", "False", "False True"]
