@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from actors import cpu_share, vae_core
+from actors import cpu_share
 from actors.config import VAEConfig
+from actors.lazy import LazyModule
 from actors.module import Edge, Module
 from actors.seeding import generator_state_json, numpy_generator, set_generator_state, torch_generator
 from actors.serket_text import export_text
@@ -25,6 +24,12 @@ from messages import Latents, ObservationData, PriorMeans, Reconstruction
 from messages.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+# torch is imported where it is first used: in the VAE's worker process, not in the driver that only
+# builds the graph and starts the worker (see actors/lazy.py).
+torch: Any = LazyModule("torch")
+nn: Any = LazyModule("torch.nn")
+vae_core: Any = LazyModule("actors.vae_core")
 
 
 class VAE(Module):

@@ -53,18 +53,12 @@ def _summarise(result: Any, args: Any, out: RunPath) -> dict[str, Any]:
 EARLY_RAY_BYTES = 8 << 20
 
 
-def _load_and_import(recipe: TutorialRecipe) -> RunInputs:
-    got = recipe.load()
-    import actors.vae  # noqa: F401 - torch's import, paid here while Ray starts
-
-    return got
-
-
 def _load_while_ray_starts(recipe: TutorialRecipe, args: Any, out: RunPath) -> RunInputs:
     """``recipe.load()``; for a large data file on Ray, the local Ray starts meanwhile.
 
     Ray starts in this (main) thread, as ``ray.init`` needs, while a thread reads the
-    data and imports torch.  The output directory and address are checked first; a
+    data (this process never imports torch on Ray: the VAE's actor does).  The output
+    directory and address are checked first; a
     bad data file is still reported before any actor starts (Ray is stopped again).
     """
     path = Path(args.data) if args.data else None
@@ -77,7 +71,7 @@ def _load_while_ray_starts(recipe: TutorialRecipe, args: Any, out: RunPath) -> R
     check_out_dir(out, args.overwrite)
     check_address(args.address)
     with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(_load_and_import, recipe)
+        loading = pool.submit(recipe.load)
         try:
             connect_ray(args.address)
         except BaseException:

@@ -20,7 +20,16 @@ def test_mixture_and_markov_actors_do_not_import_torch() -> None:
         "from actors import GMMWorker, MMWorker; print('torch' in sys.modules)"
     )
     assert _fresh(code) == "False"
-    assert _fresh("import sys; from actors import VAE; print('torch' in sys.modules, VAE.kind)") == "True vae"
+
+
+def test_the_driver_builds_the_vae_and_its_worker_spec_without_torch_and_the_worker_imports_it() -> None:
+    code = (
+        "import sys, numpy as np; from actors import VAE; m = VAE(18); "
+        "cls, args = m.worker_spec('vae', 'gmm', 'obs', np.random.SeedSequence(0), 1); "
+        "before = 'torch' in sys.modules; w = cls(*args); "
+        "print(before, 'torch' in sys.modules, type(w.device).__module__)"
+    )
+    assert _fresh(code) == "False True torch"
 
 
 def test_openmp_keeps_its_default_wait_policy_unless_the_user_chose() -> None:
