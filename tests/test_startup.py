@@ -57,3 +57,15 @@ print(ray.is_initialized(), all(p.poll() is not None for p in others))
 """
     lines = _fresh(code, RAY_AUTH_MODE="token").splitlines()[-4:]
     assert lines == ["False", "True True True", "False", "False True"]
+
+
+def test_a_lazy_module_is_imported_on_first_attribute_access_and_is_then_the_module() -> None:
+    code = (
+        "import sys; from actors.lazy import LazyModule; m = LazyModule('colorsys'); "
+        "a = 'colorsys' in sys.modules; l0 = m.loaded; v = m.rgb_to_hsv(1.0, 0.0, 0.0); "
+        "import colorsys; same = m.rgb_to_hsv is colorsys.rgb_to_hsv; "
+        "print(a, l0, m.loaded, v == colorsys.rgb_to_hsv(1.0, 0.0, 0.0), same)"
+    )
+    assert _fresh(code) == "False False True True True"
+    missing = "from actors.lazy import LazyModule; m = LazyModule('colorsys'); print(hasattr(m, 'no_such_name'))"
+    assert _fresh(missing) == "False"
