@@ -256,7 +256,7 @@ def mixture_chain_score(
     log_em = mixture_emission_log_likelihood(x, labels, n_classes, prior, cache=cache)
     trans = mm_core.transition_matrix(mm_core.expected_counts(eye[labels], lengths), alpha)
     initial = mm_core.initial_distribution(eye[labels], lengths, alpha)
-    chain = mm_core.forward_backward(log_em, trans, initial, lengths=lengths).log_likelihood
+    chain = mm_core.forward_log_likelihood(log_em, trans, initial, lengths=lengths)  # forward_backward's, bit for bit
     freq = (np.bincount(labels, minlength=n_classes) + alpha) / (len(labels) + n_classes * alpha)
     independent = float(logsumexp(log_em + np.log(freq)[None, :], axis=1).sum())
     return float(chain), independent
