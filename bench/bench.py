@@ -10,8 +10,8 @@ against a bare torch loop timed in the same command, GMM/MM scaling in N, and th
 
 Speed (``--only speed --repeats 3``, on a quiet machine): the bare fp32 loop, the bare loop with the
 adopted tricks (bench/bare_vae.py) and ``serket-ray run`` on the tutorial's text files, each in its own
-fresh process with no Ray running, in turn (bare, tricks, run, bare, ...) so that load hits all alike;
-min and median over the repeats of each figure and of the per-repeat ratios.
+fresh process with no Ray running, in turn (bare, tricks, run, the run with ``--backend local``, bare, ...) so
+that load hits all alike; min and median over the repeats of each figure and of the per-repeat ratios.
 """
 
 from __future__ import annotations
