@@ -58,8 +58,8 @@ def _load_while_ray_starts(recipe: TutorialRecipe, args: Any, out: RunPath) -> R
 
     Ray starts in this (main) thread, as ``ray.init`` needs, while a thread reads the
     data (this process never imports torch on Ray: the VAE's actor does).  The output
-    directory and address are checked first; a
-    bad data file is still reported before any actor starts (Ray is stopped again).
+    directory and address are checked first; a bad data file is still reported
+    before any actor starts (Ray is stopped again).
     """
     path = Path(args.data) if args.data else None
     if args.backend != "ray" or path is None or not path.is_file() or path.stat().st_size < EARLY_RAY_BYTES:
