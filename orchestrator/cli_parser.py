@@ -203,7 +203,13 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--seed", type=_non_negative_int, default=0)
     _add_cluster_options(run)
     _add_shard_options(run)
-    run.add_argument("--backend", choices=("ray", "local"), default="ray", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--backend",
+        choices=("ray", "local"),
+        default="ray",
+        help="ray (default): every module a Ray actor; local: every module in this process, no Ray "
+        "(small runs, where Ray's start-up of several seconds dominates; no actor isolation or restarts)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary at the end")
     run.add_argument(
@@ -283,7 +289,7 @@ def _add_resume(sub: Any) -> None:
         "--reserve-timeout", type=_positive_float, default=60.0, help="seconds to wait for the run's resources"
     )
     _add_shard_options(res, resume=True)
-    res.add_argument("--backend", choices=("ray", "local"), default=None, help=argparse.SUPPRESS)
+    res.add_argument("--backend", choices=("ray", "local"), default=None, help="as for run (default: the run's own)")
     res.add_argument("--quiet", action="store_true")
     res.add_argument("--json", action="store_true")
     res.add_argument(
