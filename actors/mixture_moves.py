@@ -28,9 +28,9 @@ import dataclasses
 import logging
 
 import numpy as np
-from scipy.special import gammaln, multigammaln
+from scipy.special import multigammaln
 
-from actors import gmm_core
+from actors import gmm_core, mm_core
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,9 @@ def _prior_terms(prior: gmm_core.NIWPrior) -> tuple[float, float]:
 
 
 def weights_log_marginal(counts: np.ndarray, concentration: float) -> float:
-    """log p(z) of labels with class counts (K,) under a symmetric Dirichlet(concentration) on the weights."""
-    k, n = counts.shape[0], counts.sum()
-    return float(
-        gammaln(k * concentration)
-        - gammaln(n + k * concentration)
-        + (gammaln(counts + concentration) - gammaln(concentration)).sum()
-    )
+    """log p(z) of labels with class counts (K,) under a symmetric Dirichlet(concentration) on the weights
+    (:func:`actors.mm_core.log_dirichlet_multinomial`)."""
+    return float(mm_core.log_dirichlet_multinomial(counts, concentration))
 
 
 def log_marginal(

@@ -101,7 +101,7 @@ def initial_distribution(probs: np.ndarray, lengths: np.ndarray | None, alpha: f
     return (first + alpha) / (first.sum() + probs.shape[1] * alpha)
 
 
-def _log_dirichlet_multinomial(counts: np.ndarray, alpha: float) -> np.ndarray:
+def log_dirichlet_multinomial(counts: np.ndarray, alpha: float) -> np.ndarray:
     """log p(counts) of a sequence of draws under a symmetric Dirichlet(alpha) categorical, per row.
 
     counts (..., K) -> (...,): lgamma(K a) - lgamma(K a + n) + sum_k [lgamma(a + c_k) - lgamma(a)].
@@ -164,8 +164,8 @@ def evidence_from_counts(first: np.ndarray, pairs: np.ndarray, alpha: float = 1.
     counts of all labels are ``first + pairs.sum(axis=0)``.
     """
     first, pairs = np.asarray(first, dtype=float), np.asarray(pairs, dtype=float)
-    chain = float(_log_dirichlet_multinomial(first, alpha) + _log_dirichlet_multinomial(pairs, alpha).sum())
-    independent = float(_log_dirichlet_multinomial(first + pairs.sum(axis=0), alpha))
+    chain = float(log_dirichlet_multinomial(first, alpha) + log_dirichlet_multinomial(pairs, alpha).sum())
+    independent = float(log_dirichlet_multinomial(first + pairs.sum(axis=0), alpha))
     return chain - independent
 
 
