@@ -325,6 +325,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             flush=True,
         )
     n = f"{args.rounds} x {args.epochs} epochs"
+    first_row = len(rows)
     rows.append(
         {"part": "speed", "what": f"bare fp32 loop, naive ({n}, batch 500), s", **_stats([b["train_s"] for b in bare])}
     )
@@ -388,7 +389,7 @@ def part_speed(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 "per_round_s": [round(x, 3) for x in per_round],
             }
         )
-    for row in rows[-(9 + len(runs[-1]["per_module_s"])) :]:
+    for row in rows[first_row:]:
         print(json.dumps(row), flush=True)
     if args.contention_epochs:
         rows.append(_contention(args, precision))
