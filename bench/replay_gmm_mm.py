@@ -2,6 +2,7 @@
 
     python bench/replay_gmm_mm.py RUN_DIR                  # CPU s per round: GMM (its move search, its sweeps), MM
     python bench/replay_gmm_mm.py RUN_DIR --dump OUT.npz   # every output of every round, to compare code versions
+    python bench/replay_gmm_mm.py RUN_DIR --seed 3         # the workers seeded otherwise: another path of moves
 
 Each round gets the inputs and starting state the run gave it (the VAE's latents, the MM's message and both
 workers' states of the round before), so two code versions replaying the same run directory must dump
@@ -28,13 +29,13 @@ from orchestrator.checkpoint import read_message
 from orchestrator.run_dir import load_state
 
 
-def _round(out: Path, r: int) -> tuple[Any, Any, Any, GMMWorker, MMWorker]:
+def _round(out: Path, r: int, seed: int = 0) -> tuple[Any, Any, Any, GMMWorker, MMWorker]:
     gmm_dir, mm_dir = out / "module002_gmm", out / "module003_mm"
     latents = read_message(out / "module001_vae" / f"{r:03d}" / "latents.arrow")
     prior = read_message(mm_dir / f"{r - 1:03d}" / "class_prior.arrow") if r else None
     post = read_message(gmm_dir / f"{r:03d}" / "posteriors.arrow")
-    g = GMMWorker(GMMConfig(), "gmm", "mm", "vae", np.random.SeedSequence(0), sequence=True)
-    m = MMWorker(MMConfig(), "mm", "gmm", np.random.SeedSequence(0))
+    g = GMMWorker(GMMConfig(), "gmm", "mm", "vae", np.random.SeedSequence(seed), sequence=True)
+    m = MMWorker(MMConfig(), "mm", "gmm", np.random.SeedSequence(seed))
     if r:
         g.set_state(load_state(gmm_dir / f"{r - 1:03d}"))
         m.set_state(load_state(mm_dir / f"{r - 1:03d}"))
@@ -62,6 +63,9 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, help="write every round's outputs to this .npz")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="two dumps: which arrays differ")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the workers' seed (the run's GMM has its own stream: moves differ by seed)"
+    )
     args = parser.parse_args()
     if args.compare:
         a, b = (np.load(p, allow_pickle=True) for p in args.compare)
@@ -72,7 +76,7 @@ def main() -> None:
     if args.dump:
         res: dict[str, np.ndarray] = {}
         for r in range(rounds):
-            latents, prior, post, g, m = _round(args.run, r)
+            latents, prior, post, g, m = _round(args.run, r, args.seed)
             gp, means, rep = g.update(r, latents, prior)
             mp, mrep = m.update(r, post)
             res |= {f"r{r}_probs": gp.probs, f"r{r}_loglik": gp.log_likelihood, f"r{r}_means": means.means}
@@ -89,7 +93,7 @@ def main() -> None:
         best: tuple[float, dict[str, float]] = (float("inf"), {})
         best_mm = float("inf")
         for _ in range(args.repeats):
-            latents, prior, post, g, m = _round(args.run, r)
+            latents, prior, post, g, m = _round(args.run, r, args.seed)
             phase.clear()
             t0 = time.process_time()
             g.update(r, latents, prior)
