@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"data: {source}: {describe(data, labels)}", flush=True)
     try:
         shown = ProgressDisplay(args.rounds, args.quiet)
-        result = orch.run(args.rounds, on_update=shown.on_update, on_progress=shown.on_progress)
+        result = orch.run(args.rounds, on_update=shown.on_update, on_progress=shown.progress_callback)
     finally:
         orch.close()
     if getattr(args, "report", False):
@@ -248,7 +248,7 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
         from_last_intact=args.from_last_intact,
         backend=args.backend,
         on_update=shown.on_update,
-        on_progress=shown.on_progress,
+        on_progress=shown.progress_callback,
         resources=args.resources,
         reserve_timeout=args.reserve_timeout,
         **({} if args.threads is None else {"threads": args.threads}),

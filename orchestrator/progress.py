@@ -70,6 +70,12 @@ class ProgressDisplay:
         )
         self.stream.flush()
 
+    @property
+    def progress_callback(self) -> Any:
+        """:meth:`on_progress` when it draws anything, else None: then no worker is asked to report
+        progress, and on Ray no progress board (one more process) is started for nothing."""
+        return None if self.quiet or not self.bar else self.on_progress
+
     def on_progress(self, name: str, info: dict[str, Any]) -> None:
         """A training module's progress (see :meth:`orchestrator.session.Session.update`)."""
         if self.quiet or not self.bar:

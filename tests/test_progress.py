@@ -66,6 +66,14 @@ def test_no_bar_off_a_terminal_and_nothing_when_quiet() -> None:
     assert quiet.getvalue() == ""
 
 
+def test_progress_is_asked_for_only_where_a_bar_is_drawn() -> None:
+    """Off a terminal or quiet, the CLI asks no worker for progress (on Ray: no board actor started)."""
+    assert ProgressDisplay(2, stream=io.StringIO()).progress_callback is None
+    assert ProgressDisplay(2, quiet=True, stream=io.StringIO(), bar=True).progress_callback is None
+    shown = ProgressDisplay(2, stream=io.StringIO(), bar=True)
+    assert shown.progress_callback == shown.on_progress
+
+
 def _cli(tmp_path: Path, tty: bool) -> str:
     """``serket-ray run`` on the embedded digits (in-process backend), stdout a terminal or a pipe."""
     cmd = [
