@@ -185,7 +185,7 @@ class VAEWorker:
         self.step: str | None = None  # resolved with the networks
         self.net: vae_core.VAENet | None = None
         self._net_dim: int | None = None  # the networks' input size
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer: vae_core.FusedAdam | torch.optim.Optimizer | None = None
         self._data_key: tuple[int, int] | None = None
         self._data: torch.Tensor | None = None
         self._agree_key: tuple[int, int, tuple[int, ...], int] | None = None
@@ -203,9 +203,6 @@ class VAEWorker:
         self._started = self._pushed = time.perf_counter()
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None
         self._sink: Any = None
-        # The first optimiser built in a process imports torch._dynamo (~1.4 s here):
-        # pay that when the actor starts, not inside the first update.
-        vae_core.make_optimizer([torch.zeros(1, requires_grad=True)], 1e-3)
 
     PUSH_INTERVAL = 0.25
 

@@ -126,7 +126,7 @@ def batch_bounds(positions: torch.Tensor, n: int, batch_size: int) -> list[tuple
 
 def train_epochs_sharded(
     net: vae_core.VAENet,
-    optimizer: torch.optim.Optimizer,
+    optimizer: vae_core.FusedAdam | torch.optim.Optimizer,
     data: torch.Tensor,
     prior_mean: torch.Tensor,
     lo: int,
