@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -146,8 +146,30 @@ class VAEGroupWorker:
         try:
             return self._ray.get(refs)
         except self._ray.exceptions.RayActorError as exc:
-            log.error("%s: a shard died (%s); ending the group so the run restarts it", self.name, exc)
-            os._exit(1)
+            self._end(exc)
+        except self._ray.exceptions.RayTaskError as exc:
+            # A shard's peer died mid all-reduce: the live shard's gloo call fails first ("Connection reset
+            # by peer") and ray.get may see that error before the dead shard's own.  Then ask every shard.
+            dead = self._dead_shard()
+            if dead is None:
+                raise
+            self._end(f"{dead}; the live shards' error: {exc.cause!r}")
+
+    #: Seconds to wait for each shard's answer when one may have died.
+    PROBE_TIMEOUT = 30.0
+
+    def _dead_shard(self) -> str | None:
+        """The first shard that no longer answers (its error as text), or None when all of them do."""
+        for i, w in enumerate(self.workers):
+            try:
+                self._ray.get(w.pid.remote(), timeout=self.PROBE_TIMEOUT)
+            except (self._ray.exceptions.RayActorError, self._ray.exceptions.GetTimeoutError) as exc:
+                return f"shard {i}: {type(exc).__name__}"
+        return None
+
+    def _end(self, why: object) -> NoReturn:
+        log.error("%s: a shard died (%s); ending the group so the run restarts it", self.name, why)
+        os._exit(1)
 
     def _load(self, data: np.ndarray) -> None:
         key = (id(data), data.shape[0])
