@@ -23,22 +23,19 @@ __all__ = ["FusedAdam", "fused_adam_supported"]
 def fused_adam_supported(params: list[torch.Tensor]) -> bool:
     """Whether torch's fused Adam kernel runs on these parameters' device and dtype.
 
-    Asked of the kernel itself, on a one-element probe per (device, dtype): the answer is this
-    torch build's own (CPU fused Adam came with torch 2.4), not a list kept here.
+    Asked of the kernel itself: one :meth:`FusedAdam.step` on a one-element probe per
+    (device, dtype), so the answer is this torch build's own (CPU fused Adam came with
+    torch 2.4), not a list kept here.
     """
     if not params or not hasattr(torch, "_fused_adam_"):
         return False
     for device, dtype in {(p.device, p.dtype) for p in params}:
         if not dtype.is_floating_point:
             return False
-        probe = [torch.zeros(1, dtype=dtype, device=device) for _ in range(4)]
+        probe = torch.nn.Parameter(torch.zeros(1, dtype=dtype, device=device))
+        probe.grad = torch.zeros_like(probe)
         try:
-            with torch.no_grad():
-                torch._fused_adam_(
-                    [probe[0]], [probe[1]], [probe[2]], [probe[3]], [],
-                    [torch.ones((), dtype=torch.float32, device=device)],
-                    amsgrad=False, lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False,
-                )  # fmt: skip
+            FusedAdam([probe]).step()
         except (RuntimeError, NotImplementedError):
             return False
     return True
