@@ -71,14 +71,19 @@ class ProgressDisplay:
         self.stream.flush()
 
     @property
+    def draws(self) -> bool:
+        """Whether :meth:`on_progress` draws anything (a bar, not quiet)."""
+        return self.bar and not self.quiet
+
+    @property
     def progress_callback(self) -> Any:
-        """:meth:`on_progress` when it draws anything, else None: then no worker is asked to report
+        """:meth:`on_progress` when it :attr:`draws`, else None: then no worker is asked to report
         progress, and on Ray no progress board (one more process) is started for nothing."""
-        return None if self.quiet or not self.bar else self.on_progress
+        return self.on_progress if self.draws else None
 
     def on_progress(self, name: str, info: dict[str, Any]) -> None:
         """A training module's progress (see :meth:`orchestrator.session.Session.update`)."""
-        if self.quiet or not self.bar:
+        if not self.draws:
             return
         self.stream.write(
             "\r" + bar_line(name, info, self.rounds, shutil.get_terminal_size((100, 20)).columns) + "\x1b[K"
