@@ -77,3 +77,48 @@ def test_a_shard_killed_mid_update_ends_the_group(ray_session) -> None:
     os.kill(pids[1], signal.SIGKILL)
     with pytest.raises(ray_session.exceptions.RayActorError):
         ray_session.get(ref, timeout=120)
+
+
+def test_a_peers_task_error_seen_before_the_dead_shards_own_still_ends_the_group(ray_session) -> None:
+    """``_get``: a task error from a live shard (gloo's "Connection reset by peer" when its peer was killed) ends
+    the group when another shard is dead, and is raised as it is when every shard answers."""
+
+    class Shard:
+        def pid(self) -> int:
+            return os.getpid()
+
+        def fail(self) -> None:
+            raise RuntimeError("Connection reset by peer")
+
+    shard = ray_session.remote(num_cpus=0)(Shard)
+    live, dying = shard.remote(), shard.remote()
+    pids = ray_session.get([live.pid.remote(), dying.pid.remote()], timeout=120)
+    group = object.__new__(VAEGroupWorker)  # the group's waiting logic alone, over two real actors
+    group._ray, group.name, group.workers = ray_session, "vae", [live, dying]
+    ended: list[str] = []
+
+    def end(why: object) -> None:
+        ended.append(str(why))
+        raise SystemExit(1)  # os._exit(1) in the real group
+
+    group._end = end
+    # every shard answers: the task error is the caller's, unchanged
+    with pytest.raises(ray_session.exceptions.RayTaskError, match="Connection reset by peer"):
+        group._get([live.fail.remote()])
+    assert ended == []
+    os.kill(pids[1], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until Ray knows the actor is gone
+        try:
+            ray_session.get(dying.pid.remote(), timeout=5)
+        except ray_session.exceptions.RayActorError:
+            break
+    # the live shard's error comes first, but shard 1 is dead: the group ends for a restart
+    with pytest.raises(SystemExit):
+        group._get([live.fail.remote()])
+    assert len(ended) == 1 and ended[0].startswith("shard 1: ") and "Connection reset by peer" in ended[0]
+    # the dead shard's own error ends it directly
+    with pytest.raises(SystemExit):
+        group._get([dying.pid.remote()])
+    assert len(ended) == 2
+    ray_session.kill(live)
