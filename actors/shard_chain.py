@@ -199,19 +199,20 @@ def group_split_stats(
     """
     rows, groups = memberships(labels, k)
     m = centres.shape[0]
-    fr = f[rows]
-    side = nearer_second(fr, centres[groups]).astype(np.int64)
+    # nearer centres[g, 1] than centres[g, 0]  <=>  f . (c0 - c1) < (|c0|^2 - |c1|^2) / 2: one (n, D) x (D, G)
+    # product for every group at once instead of two distances per membership
+    w = centres[:, 0] - centres[:, 1]
+    bound = 0.5 * ((centres[:, 0] ** 2).sum(axis=1) - (centres[:, 1] ** 2).sum(axis=1))
+    side = ((f @ w.T)[rows, groups] < bound[groups]).astype(np.int64)
     cell = 2 * groups + side
     counts = np.bincount(cell, minlength=2 * m).astype(np.float64)
-    onehot = np.zeros((fr.shape[0], 2 * m))
-    onehot[np.arange(fr.shape[0]), cell] = 1.0
-    sums = onehot.T @ fr
-    squares = onehot.T @ (fr * fr).sum(axis=1)
+    # per-cell sums by bincount (a one-hot product would touch 2 G cells per membership)
+    sums = np.stack([np.bincount(cell, weights=np.repeat(col, k), minlength=2 * m) for col in f.T], axis=1)
+    squares = np.bincount(cell, weights=np.repeat((f * f).sum(axis=1), k), minlength=2 * m)
     table = pair_table(k)
     pair_high = np.zeros(m, dtype=np.int64)
-    for a in range(k):
-        for b in range(a + 1, k):
-            pair_high[table[a, b]] = b
+    low, up = np.triu_indices(k, 1)
+    pair_high[table[low, up]] = up
     high = np.bincount(cell, weights=(labels[rows] == pair_high[groups]).astype(np.float64), minlength=2 * m)
     return (
         to_fixed(counts.reshape(m, 2), e0),
