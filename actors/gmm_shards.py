@@ -376,6 +376,11 @@ class GMMShard:
             new[rows[side]] = j
         self.cands[cid] = new
 
+    def make_candidates(self, specs: list[tuple[Any, ...]]) -> None:
+        """:meth:`make_candidate` for every spec, candidate ``i`` from ``specs[i]`` (one round trip for all)."""
+        for cid, spec in enumerate(specs):
+            self.make_candidate(cid, spec)
+
     def adopt(self, cid: int) -> None:
         """Take the labels candidate ``cid``'s fitted chain assigns (its posterior's argmax); forget the rest."""
         labels = np.argmax(self.fits[cid][0], axis=1)

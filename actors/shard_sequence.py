@@ -238,8 +238,7 @@ def search(
             proposals += latent_proposals(
                 shards, prior, k, cfg.weight_concentration, exponents, cfg.joint_mixture_candidates
             )
-        for cid, (_, spec) in enumerate(proposals):
-            shards.map("make_candidate", cid, spec)
+        shards.map("make_candidates", [spec for _, spec in proposals])
         keep = list(range(len(proposals)))
         if 0 < cfg.moves_scored < len(proposals) and cfg.chain_em_iterations > 0:
             screened = [fit(cid, 0, keep=False) for cid in keep]

@@ -121,7 +121,7 @@ def test_what_the_sequence_moves_return_to_the_coordinator_does_not_grow_with_n(
         gmm.update(g, n, 0)  # its k-means++ start takes a sample of at most INIT_SAMPLE rows, once
         g.largest = {}
         gmm.update(g, n, 1)
-        assert {"chain_start", "chain_step", "context_split", "make_candidate"} <= set(g.largest)
+        assert {"chain_start", "chain_step", "context_split", "make_candidates"} <= set(g.largest)
         largest.append(g.largest)
     for method, size in largest[1].items():
         assert size <= largest[0][method] + 8, method  # an exact log-likelihood integer may take a byte more
