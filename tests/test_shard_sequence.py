@@ -126,3 +126,40 @@ def test_what_the_sequence_moves_return_to_the_coordinator_does_not_grow_with_n(
     for method, size in largest[1].items():
         assert size <= largest[0][method] + 8, method  # an exact log-likelihood integer may take a byte more
     assert max(largest[1].values()) < 2 * (K + K * (K - 1) // 2) * (2 * K) ** 2 * 8  # the context's (G, D, D)
+
+
+def test_group_split_stats_equal_a_brute_force_split_of_every_group() -> None:
+    """Each class and each pair of classes, its members split by the nearer of its two centres, counted one by one."""
+    from actors.shard_chain import group_split_stats, pair_table
+    from actors.shard_core import from_fixed
+
+    rng = np.random.default_rng(5)
+    k, n, dim = 5, 300, 4
+    labels = rng.integers(0, k, n)
+    labels[:3] = 0  # class 4 may be empty below: drop it
+    labels[labels == 4] = 3
+    f = rng.normal(size=(n, dim))
+    table = pair_table(k)
+    m = k + k * (k - 1) // 2
+    centres = rng.normal(size=(m, 2, dim))
+    e0, e1 = 10, 30
+    stats = group_split_stats(f, labels, k, centres, e0, e1)
+    got = [from_fixed(a, e) for a, e in zip(stats, (e0, e1, e1, e0), strict=True)]
+    counts, sums, squares, high = np.zeros((m, 2)), np.zeros((m, 2, dim)), np.zeros((m, 2)), np.zeros((m, 2))
+    for g in range(m):
+        if g < k:
+            members, upper = labels == g, -1
+        else:
+            a, b = (int(v[0]) for v in np.nonzero(table == g))
+            members, upper = (labels == a) | (labels == b), max(a, b)
+        for row in np.flatnonzero(members):
+            side = int(np.sum((f[row] - centres[g, 1]) ** 2) < np.sum((f[row] - centres[g, 0]) ** 2))
+            counts[g, side] += 1
+            sums[g, side] += f[row]
+            squares[g, side] += f[row] @ f[row]
+            high[g, side] += labels[row] == upper
+    assert counts.sum() == n * k  # every point in its class and in the K - 1 pairs it belongs to
+    np.testing.assert_array_equal(got[0], counts)
+    np.testing.assert_array_equal(got[3][k:], high[k:])  # defined for the pairs (the coordinator reads no other)
+    np.testing.assert_allclose(got[1], sums, atol=1e-8)
+    np.testing.assert_allclose(got[2], squares, atol=1e-8)
