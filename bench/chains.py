@@ -138,13 +138,13 @@ def _full_run(
     from orchestrator import Orchestrator
 
     t0 = time.perf_counter()
-    resources = {"vae": {"num_cpus": args.threads}}  # torch threads of the VAE
+    # torch threads of the VAE: the run's own `threads` (a resource's num_cpus sets no threads on the local backend)
     res = Orchestrator(
         _modules(seq.data, seq.labels, seq.lengths, variant, args.epochs),
         out,
         seed=seed,
         backend="local",
-        resources=resources,
+        threads=args.threads,
     ).run(args.rounds)
     seconds = time.perf_counter() - t0
     classes = np.loadtxt(out / "module002_gmm" / "class_learn.txt", dtype=int)
