@@ -210,6 +210,7 @@ class GMMWorker:
                 emission_weight=cfg.chain_emission_weight,
                 stretch_candidates=cfg.stretch_candidates,
                 slow_candidates=cfg.slow_candidates,
+                extend_iterations=cfg.chain_extend_iterations,
             )
             moves = found.moves
             if moves or log_bias is None:

@@ -197,6 +197,48 @@ def chain_log_likelihood(
     return mm_core.forward_log_likelihood(log_em, trans, initial, lengths=lengths)
 
 
+def extend_fit(
+    x: np.ndarray,
+    fit: ChainFit,
+    prior: gmm_core.NIWPrior,
+    alpha: float,
+    most: int,
+    lengths: np.ndarray | None = None,
+    emission_weight: float = 1.0,
+    tolerance: float = 1.0,
+) -> ChainFit:
+    """Continue a :func:`chain_fit` from its posterior and transitions: up to ``most`` EM iterations more.
+
+    Stops once an iteration raises the log-likelihood by less than ``tolerance`` nats
+    (or lowers it: the fit that scored higher is returned).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    fit : ChainFit
+        Where to continue from (its posterior (N, K) and transitions (K, K)).
+    prior, alpha, lengths, emission_weight
+        Of :func:`chain_fit`.
+    most : int
+    tolerance : float
+    """
+    trans = fit.transitions  # the first step re-fits the emissions only (a ChainFit keeps no pair counts)
+    for _ in range(most):
+        log_em = emission_log_likelihood(x, fit.posterior, prior)
+        if emission_weight != 1.0:
+            log_em = emission_weight * log_em
+        initial = mm_core.initial_distribution(fit.posterior, lengths, alpha)
+        fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
+        if not fb.log_likelihood > fit.log_likelihood:
+            return fit
+        done = fb.log_likelihood - fit.log_likelihood < tolerance
+        fit = ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
+        if done:
+            break
+        trans = mm_core.transition_matrix(fb.pair_counts, alpha)
+    return fit
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
     """Outcome of :func:`search`.
@@ -234,6 +276,7 @@ def search(
     emission_weight: float = 1.0,
     stretch_candidates: int = 0,
     slow_candidates: int = 0,
+    extend_iterations: int = 0,
 ) -> SearchResult:
     """Greedy search over :func:`propose_moves`, scored by :func:`chain_fit`.
 
@@ -317,12 +360,20 @@ def search(
             ]
             keep = np.argsort(-np.asarray(screened), kind="stable")[:n_scored]
             proposals = [proposals[i] for i in keep]
+        fitted: list[tuple[float, Move, ChainFit]] = []
         for move in proposals:
             start = emissions(move.labels)
             fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight, start)
             gain = fit.log_likelihood - base.log_likelihood
+            fitted.append((gain, move, fit))
             if gain >= min_gain and (best is None or gain > best[0]):
                 best = (gain, move, fit)
+        if best is None and extend_iterations > 0 and fitted:
+            gain, move, fit = max(fitted, key=lambda c: c[0])  # the first of equals, as the loop above
+            longer = extend_fit(x, fit, prior, alpha, extend_iterations, lengths, emission_weight)
+            gain = longer.log_likelihood - base.log_likelihood
+            if gain >= min_gain:
+                best = (gain, Move(f"{move.name}, {extend_iterations} more EM", move.labels, move.score), longer)
         if best is None and slow_candidates > 0:
             best = _best_slow_move(
                 x,
