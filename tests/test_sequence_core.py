@@ -70,10 +70,31 @@ def test_chain_fit_tempers_the_emissions() -> None:
 
 
 def test_search_takes_no_move_when_none_helps() -> None:
-    rng = np.random.default_rng(3)
-    x, y = _cycle(rng)
-    found = sequence_core.search(x, y, 5, gmm_core.default_prior(x), rng, max_moves=4)
-    assert found.moves == [] and np.array_equal(found.labels, y)
+    for extend in (0, 7):  # fitting the best candidate longer finds nothing to take either
+        rng = np.random.default_rng(3)
+        x, y = _cycle(rng)
+        found = sequence_core.search(x, y, 5, gmm_core.default_prior(x), rng, max_moves=4, extend_iterations=extend)
+        assert found.moves == [] and np.array_equal(found.labels, y)
+
+
+def test_extend_fit_continues_em_without_losing_likelihood() -> None:
+    rng = np.random.default_rng(6)
+    x, y = _cycle(rng, n=600)
+    bad = _planted(y, rng)
+    prior = gmm_core.default_prior(x)
+    fit = sequence_core.chain_fit(x, np.eye(5)[bad], prior, alpha=0.1, n_iter=1, emission_weight=0.7)
+    assert sequence_core.extend_fit(x, fit, prior, 0.1, 0, emission_weight=0.7) is fit
+    # one step, recomputed independently: the emissions refitted to the posterior, the same transitions
+    one = sequence_core.extend_fit(x, fit, prior, 0.1, 5, emission_weight=0.7, tolerance=np.inf)
+    log_em = 0.7 * sequence_core.emission_log_likelihood(x, fit.posterior, prior)
+    initial = mm_core.initial_distribution(fit.posterior, None, 0.1)
+    assert one.log_likelihood == mm_core.forward_log_likelihood(log_em, fit.transitions, initial)
+    np.testing.assert_array_equal(one.transitions, fit.transitions)
+    steps = [fit.log_likelihood]
+    for most in (1, 2, 4, 8):
+        steps.append(sequence_core.extend_fit(x, fit, prior, 0.1, most, emission_weight=0.7).log_likelihood)
+    assert all(b >= a for a, b in zip(steps, steps[1:], strict=False))  # more iterations never score lower
+    assert steps[-1] > steps[0]
 
 
 def test_chain_prior_is_a_normalised_log_prior() -> None:
