@@ -33,7 +33,8 @@ t-th) given to the sweeps that follow.  No point leaves its shard:
   the fitted chain assigns.
 
 Left out on shards (the unsharded search has them): the stretch-mean and the
-slow-direction proposals (``stretch_candidates``, ``slow_candidates``), the chain
+slow-direction proposals (``stretch_candidates``, ``slow_candidates``), the longer
+fit of the best candidate when none gains (``chain_extend_iterations``), the chain
 prior that follows the sampler (``chain_refresh``) and ``init_restarts`` > 1.
 """
 
