@@ -53,9 +53,11 @@ def test_two_rounds_on_ray_write_every_file_and_classify_well(ray_run, mnist) ->
     out, result, _ = ray_run
     _, labels = mnist
     assert len(result.accuracy) == 2
-    # measured 0.7777 then 0.9883 (seed 0, fp32 on the CPU: the reference run of the same graph, data and threads);
-    # the second round gains from the MM's message. 0.95 is a margin for other arithmetic, not a spread over seeds.
-    assert result.accuracy[1] > result.accuracy[0] + 0.1 and result.final_accuracy > 0.95
+    # measured 0.9977 then 0.993 (seed 0, bf16 VAE on this CI's CPU), since the search fits its best candidate longer
+    # when none gains (chain_extend_iterations) and so repairs the mixture in the first round; before, 0.7777 then
+    # 0.9883 (fp32), the second round gaining from the MM's message. 0.95 and 0.7 are margins for other arithmetic
+    # and paths (the first round's repair depends on the moves found), not a spread over seeds.
+    assert result.final_accuracy > 0.95 and min(result.accuracy) > 0.7
     for module, files in {
         "module001_vae": [
             "latents.arrow",
