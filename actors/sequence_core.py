@@ -158,18 +158,34 @@ def chain_fit(
     """
     w = weights
     trans = mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha)
-    initial = mm_core.initial_distribution(w, lengths, alpha)
     for it in range(n_iter + 1):
-        log_em = log_emission if it == 0 and log_emission is not None else emission_log_likelihood(x, w, prior)
-        if emission_weight != 1.0:
-            log_em = emission_weight * log_em
-        fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
+        fb = _e_step(x, w, prior, trans, alpha, lengths, emission_weight, log_emission if it == 0 else None)
         if it == n_iter:
             break
         w = fb.posterior
         trans = mm_core.transition_matrix(fb.pair_counts, alpha)
-        initial = mm_core.initial_distribution(w, lengths, alpha)
     return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
+
+
+def _e_step(
+    x: np.ndarray,
+    w: np.ndarray,
+    prior: gmm_core.NIWPrior,
+    trans: np.ndarray,
+    alpha: float,
+    lengths: np.ndarray | None,
+    emission_weight: float,
+    log_emission: np.ndarray | None = None,
+) -> mm_core.ForwardBackward:
+    """One E-step of :func:`chain_fit`: emissions and initial distribution fitted to ``w`` (N, K), forward-backward.
+
+    ``log_emission``: ``emission_log_likelihood(x, w, prior)`` when the caller has it (untempered).
+    """
+    log_em = emission_log_likelihood(x, w, prior) if log_emission is None else log_emission
+    if emission_weight != 1.0:
+        log_em = emission_weight * log_em
+    initial = mm_core.initial_distribution(w, lengths, alpha)
+    return mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
 
 
 def chain_log_likelihood(
@@ -224,11 +240,7 @@ def extend_fit(
     """
     trans = fit.transitions  # the first step re-fits the emissions only (a ChainFit keeps no pair counts)
     for _ in range(most):
-        log_em = emission_log_likelihood(x, fit.posterior, prior)
-        if emission_weight != 1.0:
-            log_em = emission_weight * log_em
-        initial = mm_core.initial_distribution(fit.posterior, lengths, alpha)
-        fb = mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
+        fb = _e_step(x, fit.posterior, prior, trans, alpha, lengths, emission_weight)
         if not fb.log_likelihood > fit.log_likelihood:
             return fit
         done = fb.log_likelihood - fit.log_likelihood < tolerance
@@ -364,12 +376,12 @@ def search(
         for move in proposals:
             start = emissions(move.labels)
             fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight, start)
-            gain = fit.log_likelihood - base.log_likelihood
-            fitted.append((gain, move, fit))
-            if gain >= min_gain and (best is None or gain > best[0]):
-                best = (gain, move, fit)
-        if best is None and extend_iterations > 0 and fitted:
-            gain, move, fit = max(fitted, key=lambda c: c[0])  # the first of equals, as the loop above
+            fitted.append((fit.log_likelihood - base.log_likelihood, move, fit))
+        top = max(fitted, key=lambda c: c[0]) if fitted else None  # the first of equals
+        if top is not None and top[0] >= min_gain:
+            best = top
+        elif top is not None and extend_iterations > 0:
+            _, move, fit = top
             longer = extend_fit(x, fit, prior, alpha, extend_iterations, lengths, emission_weight)
             gain = longer.log_likelihood - base.log_likelihood
             if gain >= min_gain:

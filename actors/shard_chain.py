@@ -207,8 +207,8 @@ def group_split_stats(
     cell = 2 * groups + side
     counts = np.bincount(cell, minlength=2 * m).astype(np.float64)
     # per-cell sums by bincount (a one-hot product would touch 2 G cells per membership)
-    sums = np.stack([np.bincount(cell, weights=np.repeat(col, k), minlength=2 * m) for col in f.T], axis=1)
-    squares = np.bincount(cell, weights=np.repeat((f * f).sum(axis=1), k), minlength=2 * m)
+    sums = np.stack([np.bincount(cell, weights=col[rows], minlength=2 * m) for col in f.T], axis=1)
+    squares = np.bincount(cell, weights=(f * f).sum(axis=1)[rows], minlength=2 * m)
     table = pair_table(k)
     pair_high = np.zeros(m, dtype=np.int64)
     low, up = np.triu_indices(k, 1)
