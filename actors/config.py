@@ -72,14 +72,16 @@ class VAEConfig(_Config):
         each update records the precision it used in ``run.json``.
     step : {"auto", "manual", "autograd"}
         How the training step computes its gradients.  ``"manual"``: a
-        hand-written forward and backward pass of the default networks in
-        float32 (``actors.vae_core.ManualStep``: no autograd graph, buffers
-        allocated once; gradients equal autograd's to float32 rounding);
-        it needs the default encoder and decoder, and makes ``precision="auto"``
-        float32.  ``"autograd"``: torch's autograd through the loss, for any
-        networks and precision.  ``"auto"`` (default): ``"manual"`` for the
-        default networks in float32, ``"autograd"`` otherwise; each update
-        records the step it used in ``run.json``.
+        hand-written forward and backward pass of the default networks
+        (``actors.vae_core.ManualStep``: no autograd graph, buffers allocated
+        once), in the resolved precision: in float32 its gradients equal
+        autograd's to float32 rounding; in bf16 its matrix products are
+        autocast's (bf16 inputs and results), its loss equals the autocast
+        step's and its bias gradients are summed in fp32.  It needs the default
+        encoder and decoder.  ``"autograd"``: torch's autograd through the
+        loss, for any networks and precision.  ``"auto"`` (default):
+        ``"manual"`` for the default networks, ``"autograd"`` otherwise; each
+        update records the step it used in ``run.json``.
     """
 
     latent_dim: int = 18
@@ -107,8 +109,6 @@ class VAEConfig(_Config):
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("precision", self.precision, ("auto", "bf16", "fp32"))
         _check_choice("step", self.step, ("auto", "manual", "autograd"))
-        if self.step == "manual" and self.precision == "bf16":
-            raise ConfigError("step='manual' trains in fp32: give precision 'fp32' or 'auto' with it, got 'bf16'")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -178,10 +178,7 @@ class VAEWorker:
                 "device should be a visible CUDA GPU for device='cuda', got none (torch.cuda.is_available() is False)"
             )
         self.device = torch.device("cuda" if want_cuda else "cpu")
-        # step='manual' is an fp32 step: it makes precision 'auto' fp32 ('bf16' with it is a ConfigError)
-        self.precision = vae_core.resolve_precision(
-            "fp32" if config.step == "manual" else config.precision, self.device
-        )
+        self.precision = vae_core.resolve_precision(config.precision, self.device)
         self.step: str | None = None  # resolved with the networks
         self.net: vae_core.VAENet | None = None
         self._net_dim: int | None = None  # the networks' input size

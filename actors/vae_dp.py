@@ -168,7 +168,8 @@ def train_epochs_sharded(
     grads : FlatGrads, optional
         The parameters' flat gradient buffer (made here when not given; pass one to keep it across calls).
     precision : {"fp32", "bf16"}
-        A resolved precision; ``"bf16"`` runs the autograd step's forward pass under autocast.
+        A resolved precision; ``"bf16"`` runs the autograd step's forward pass under autocast and the
+        manual step's matrix products in bf16.
 
     Returns
     -------
@@ -186,7 +187,11 @@ def train_epochs_sharded(
     params = [p for p in net.parameters() if p.requires_grad]
     if grads is None or not grads.attached():
         grads = FlatGrads(params)
-    manual = vae_core.ManualStep(net, min(batch_size, n_total), kl_weight, reconstruction) if step == "manual" else None
+    manual = (
+        vae_core.ManualStep(net, min(batch_size, n_total), kl_weight, reconstruction, precision)
+        if step == "manual"
+        else None
+    )
     losses = np.empty(epochs)
     total = torch.zeros(1, dtype=grads.flat.dtype, device=device)
     net.train()

@@ -8,11 +8,11 @@ of all points after each round, as the tutorial's run trains its VAE.
   float32.
 * ``--tricks``: the same loop with what the VAE actor adopted (actors/vae_core.py, actors/cpu_share.py):
   the thread governor (fewer torch threads while other processes keep the CPUs busy), one gather
-  per epoch and contiguous slices, fused Adam, and the step the actor takes by default: in fp32
-  its hand-written forward and backward pass (``vae_core.ManualStep``, the very class the actor
-  runs; ``--step autograd`` for autograd instead), with ``--precision bf16`` autograd under bf16
-  autocast.  The OpenMP wait policy comes from the environment (bench/bench.py sets it as the
-  run has it).
+  per epoch and contiguous slices, fused Adam, and the step the actor takes by default: its
+  hand-written forward and backward pass (``vae_core.ManualStep``, the very class the actor runs,
+  in ``--precision``: with bf16 its products in bf16 as under autocast; ``--step autograd`` for
+  autograd instead, under bf16 autocast with bf16).  The OpenMP wait policy comes from the
+  environment (bench/bench.py sets it as the run has it).
 
 Run it in a clean process (``bench/bench.py --only speed`` does, one process per baseline):
 
@@ -72,7 +72,7 @@ def bare_rounds(
     ----------
     data : numpy.ndarray, shape (N, D), values in [0, 1]
     step : {"manual", "autograd"}
-        With ``tricks`` in fp32: the actor's ManualStep or autograd (bf16 is always autograd).
+        With ``tricks``: the actor's ManualStep (in ``precision``) or autograd.
 
     Returns
     -------
@@ -88,7 +88,7 @@ def bare_rounds(
     params = [p for m in (hidden, mean_head, logvar_head, dec_hidden, dec_out) for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3, fused=True) if tricks else torch.optim.Adam(params, lr=1e-3)
     manual = None
-    if tricks and precision == "fp32" and step == "manual":
+    if tricks and step == "manual":
         from actors import vae_core  # torch only: no Ray, no messages
 
         net = vae_core.VAENet(vae_core.Encoder(d, latent), vae_core.Decoder(d, latent))
@@ -98,7 +98,7 @@ def bare_rounds(
         params = list(net.parameters())
         hidden, mean_head = net.encoder.hidden, net.encoder.mean
         opt = torch.optim.Adam(params, lr=1e-3, fused=True)
-        manual = vae_core.ManualStep(net, batch_size, 1.0, "bce")
+        manual = vae_core.ManualStep(net, batch_size, 1.0, "bce", precision)
     x_all = torch.as_tensor(data, dtype=torch.float32).contiguous()
     prior = torch.zeros(n, latent)
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -163,9 +163,7 @@ def main() -> None:
         "--tricks", action="store_true", help="the adopted tricks: one gather per epoch, fused Adam, --precision"
     )
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument(
-        "--step", choices=("manual", "autograd"), default="manual", help="the tricks loop's step in fp32"
-    )
+    parser.add_argument("--step", choices=("manual", "autograd"), default="manual", help="the tricks loop's step")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -183,9 +181,7 @@ def main() -> None:
     row = {
         "tricks": args.tricks,
         "precision": args.precision,
-        "step": ("manual" if args.precision == "fp32" and args.step == "manual" else "autograd")
-        if args.tricks
-        else "autograd",
+        "step": args.step if args.tricks else "autograd",
         "threads": torch.get_num_threads(),
         "rounds_s": [round(r, 3) for r in rounds],
         "train_s": round(sum(rounds), 3),

@@ -182,6 +182,38 @@ def test_manual_step_gives_autograds_loss_and_gradients(reconstruction: str) -> 
             assert float(got) == pytest.approx(vae_core.vae_loss(net, x, m, eps, 0.7, reconstruction).item(), rel=rtol)
 
 
+@pytest.mark.parametrize("reconstruction", ["bce", "mse"])
+def test_manual_bf16_step_gives_the_autocast_steps_loss_and_gradients(reconstruction: str) -> None:
+    """The bf16 manual step against autograd under bf16 autocast (the same products rounded the same
+    way, up to where each rounds) and both against the float64 reference (bf16's 8 bits of mantissa)."""
+    gen = torch.Generator().manual_seed(11)
+    torch.manual_seed(4)
+    net = vae_core.VAENet(vae_core.Encoder(200, 6, 64), vae_core.Decoder(200, 6, 64))
+    x = torch.rand(90, 200, generator=gen)
+    m = torch.randn(90, 6, generator=gen)
+    eps = torch.randn(90, 6, generator=gen)
+    with vae_core.autocast("bf16", torch.device("cpu")):
+        cast = vae_core.vae_loss(net, x, m, eps, 0.7, reconstruction)
+    cast.backward()
+    cast_grads = [p.grad.clone() for p in net.parameters()]
+    ref_net = vae_core.VAENet(vae_core.Encoder(200, 6, 64), vae_core.Decoder(200, 6, 64)).double()
+    ref_net.load_state_dict(net.state_dict())
+    want = _reference_loss(ref_net, x.double(), m.double(), eps.double(), 0.7, reconstruction)
+    want.backward()
+    net.zero_grad(set_to_none=True)
+    step = vae_core.ManualStep(net, 128, 0.7, reconstruction, precision="bf16")
+    got = step(x, m, eps)
+    assert float(got) == pytest.approx(cast.item(), rel=1e-5)
+    assert float(got) == pytest.approx(want.item(), rel=1e-4)
+    for (name, p), c, r in zip(net.named_parameters(), cast_grads, ref_net.parameters(), strict=True):
+        size = float(r.grad.norm())
+        # as far from autocast's as its bias sums (fp32 here, bf16 there) make it ...
+        assert float((p.grad - c).norm()) < 5e-3 * size, name
+        # ... and no farther from the float64 gradient than autocast's is (bf16 rounding, not a wrong formula)
+        assert float((p.grad.double() - r.grad).norm()) <= 1.05 * float((c.double() - r.grad).norm()) + 1e-3 * size
+    assert all(p.grad.dtype == torch.float32 for p in net.parameters())
+
+
 def test_manual_step_trains_as_autograd_and_is_deterministic() -> None:
     from orchestrator.data import default_digits
 
@@ -215,15 +247,17 @@ def test_step_is_checked_resolved_and_recorded() -> None:
 
     with pytest.raises(ConfigError, match="step should be one of"):
         VAEConfig(step="jit")
-    with pytest.raises(ConfigError, match="step='manual' trains in fp32"):
-        VAEConfig(step="manual", precision="bf16")
     with pytest.raises(ConfigError, match="step='manual' needs the default encoder and decoder"):
         VAE(3, step="manual", decoder=nn.Sequential(nn.Linear(3, 64)))
     obs = _digits()
     _, _, auto = _worker(2, epochs=3, precision="fp32").update(0, obs)
     _, _, grad = _worker(2, epochs=3, step="autograd").update(0, obs)
     _, _, bf16 = _worker(2, epochs=3, precision="bf16").update(0, obs)
-    assert (auto["step"], grad["step"], bf16["step"]) == ("manual", "autograd", "autograd")
+    _, _, bf16_grad = _worker(2, epochs=3, precision="bf16", step="autograd").update(0, obs)
+    assert (auto["step"], grad["step"], bf16["step"], bf16_grad["step"]) == ("manual", "autograd", "manual", "autograd")
+    assert bf16["precision"] == bf16_grad["precision"] == "bf16"
+    # the same products in bf16 (the manual step sums its bias gradients in fp32): close, not equal
+    np.testing.assert_allclose(bf16["loss"], bf16_grad["loss"], rtol=1e-3)
     # the two steps round differently: up to 3e-5 apart after 3 epochs on AVX-512 kernels (1e-5 on AVX2)
     np.testing.assert_allclose(auto["loss"], grad["loss"], rtol=1e-4)
     custom = VAEWorker(
