@@ -253,6 +253,57 @@ class ManualStep:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
 
+    def _loss(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        rec: torch.Tensor,
+        mean: torch.Tensor,
+        log_var: torch.Tensor,
+        std: torch.Tensor,
+        prior_mean: torch.Tensor,
+        dmean: torch.Tensor,
+        t: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch's loss, ``r = -dL/do`` (in ``out`` or ``rec``) and ``std^2`` (in ``t``); ``dmean`` = mean - m.
+
+        ``out`` (B, D, fp32) holds -o for BCE, o for MSE; it and ``rec`` are overwritten.
+        """
+        # reconstruction and r = -dL/do, whose sign the products after it take back
+        if self.bce:
+            # sigmoid(-o) = 1 - sigmoid(o); BCE(o, x) = -log sigmoid(-o) - o x
+            # (sums per row, then over rows: the same bits for any thread count, as vae_loss)
+            neg = out
+            rows = torch.mul(neg, x, out=rec).sum(1)  # -o . x per row
+            sig = torch.sigmoid(neg, out=neg).clamp_min_(_TINY)
+            loss = rows.sub_(torch.log(sig, out=rec).sum(1)).sum()
+            r = sig.add_(x).sub_(1.0)  # x - sigmoid(o)
+        else:
+            r = torch.sub(x, out, out=rec)
+            loss = torch.mul(r, r, out=out).sum(1).sum()  # o is spent: its buffer takes r * r
+            r.mul_(2.0)
+        # KL(N(mean, std^2) || N(m, 1)) summed: 0.5 (sum std^2 + sum (mean - m)^2 - n d - sum log_var)
+        torch.sub(mean, prior_mean, out=dmean)  # mean - m, reused in the gradient
+        sq = torch.mul(std, std, out=t)  # exp(log_var)
+        kl = sq.sum().add_(torch.dot(dmean.view(-1), dmean.view(-1))).sub_(log_var.sum()).sub_(float(dmean.numel()))
+        loss.add_(kl, alpha=0.5 * self.kl_weight)
+        return loss, r, sq
+
+    def _latent_gradients(
+        self,
+        dz: torch.Tensor,
+        noise: torch.Tensor,
+        std: torch.Tensor,
+        sq: torch.Tensor,
+        dmean: torch.Tensor,
+        dlog_var: torch.Tensor,
+    ) -> None:
+        """dL/dmean = dz + w (mean - m) into ``dmean`` (which holds mean - m); dL/dlog_var =
+        0.5 (dz eps std + w (std^2 - 1)) into ``dlog_var``."""
+        w = self.kl_weight
+        dmean.mul_(w).add_(dz)
+        torch.mul(dz, noise, out=dlog_var).mul_(std).add_(sq, alpha=w).sub_(w).mul_(0.5)
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, prior_mean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Loss of the batch (0-dim tensor, as :func:`vae_loss`); its gradient goes to each ``.grad``.
@@ -267,7 +318,6 @@ class ManualStep:
         if self.low:
             return self._low(x, prior_mean, noise)
         (l1, lm, lv, l2, l3) = self.layers
-        w = self.kl_weight
         n = x.shape[0]
         a1, dh = self._a1[:n], self._dh[:n]
         mean, log_var, std, z = self._mean[:n], self._log_var[:n], self._std[:n], self._z[:n]
@@ -280,25 +330,12 @@ class ManualStep:
         torch.mul(log_var, 0.5, out=std).exp_()
         torch.addcmul(mean, std, noise, out=z)
         g = torch.addmm(l2.bias, z, l2.weight.t(), out=a2).relu_()
-        # reconstruction and r = -dL/do, whose sign the products below take back
+        # -o (BCE) or o (MSE) straight from the product into ``out``
         if self.bce:
-            # -o straight from the product; sigmoid(-o) = 1 - sigmoid(o); BCE(o, x) = -log sigmoid(-o) - o x
-            # (sums per row, then over rows: the same bits for any thread count, as vae_loss)
-            neg = torch.addmm(l3.bias, g, l3.weight.t(), beta=-1.0, alpha=-1.0, out=out)
-            rows = torch.mul(neg, x, out=rec).sum(1)  # -o . x per row
-            sig = torch.sigmoid(neg, out=neg).clamp_min_(_TINY)
-            loss = rows.sub_(torch.log(sig, out=rec).sum(1)).sum()
-            r = sig.add_(x).sub_(1.0)  # x - sigmoid(o)
+            torch.addmm(l3.bias, g, l3.weight.t(), beta=-1.0, alpha=-1.0, out=out)
         else:
-            o = torch.addmm(l3.bias, g, l3.weight.t(), out=out)
-            r = torch.sub(x, o, out=rec)
-            loss = torch.mul(r, r, out=out).sum(1).sum()  # o is spent: its buffer takes r * r
-            r.mul_(2.0)
-        # KL(N(mean, std^2) || N(m, 1)) summed: 0.5 (sum std^2 + sum (mean - m)^2 - n d - sum log_var)
-        torch.sub(mean, prior_mean, out=dmean)  # mean - m, reused in the gradient
-        sq = torch.mul(std, std, out=t)  # exp(log_var)
-        kl = sq.sum().add_(torch.dot(dmean.view(-1), dmean.view(-1))).sub_(log_var.sum()).sub_(float(dmean.numel()))
-        loss.add_(kl, alpha=0.5 * w)
+            torch.addmm(l3.bias, g, l3.weight.t(), out=out)
+        loss, r, sq = self._loss(x, out, rec, mean, log_var, std, prior_mean, dmean, t)
         # decoder backward (dL/do = -r)
         torch.addmm(l3.weight.grad, r.t(), g, beta=0.0, alpha=-1.0, out=l3.weight.grad)
         torch.sum(r, 0, out=l3.bias.grad).neg_()
@@ -307,9 +344,7 @@ class ManualStep:
         torch.mm(dg.t(), z, out=l2.weight.grad)
         torch.sum(dg, 0, out=l2.bias.grad)
         torch.mm(dg, l2.weight, out=dz)
-        # latent: dL/dmean = dz + w (mean - m); dL/dlog_var = 0.5 (dz eps std + w (std^2 - 1))
-        dmean.mul_(w).add_(dz)
-        torch.mul(dz, noise, out=dlog_var).mul_(std).add_(sq, alpha=w).sub_(w).mul_(0.5)
+        self._latent_gradients(dz, noise, std, sq, dmean, dlog_var)
         # encoder backward
         torch.mm(dmean.t(), h, out=lm.weight.grad)
         torch.sum(dmean, 0, out=lm.bias.grad)
@@ -332,7 +367,6 @@ class ManualStep:
         """
         lo = torch.bfloat16
         (l1, lm, lv, l2, l3) = self.layers
-        w = self.kl_weight
         n = x.shape[0]
         w1, wm, wv, w2, w3 = (layer.weight.to(lo) for layer in self.layers)
         b1, bm, bv, b2, b3 = (layer.bias.to(lo) for layer in self.layers)
@@ -350,20 +384,10 @@ class ManualStep:
         zl = z.to(lo)
         torch.addmm(b2, zl, w2.t(), out=g).relu_()
         if self.bce:
-            neg = out.copy_(torch.addmm(b3, g, w3.t(), beta=-1.0, alpha=-1.0, out=o16))
-            rows = torch.mul(neg, x, out=rec).sum(1)
-            sig = torch.sigmoid(neg, out=neg).clamp_min_(_TINY)
-            loss = rows.sub_(torch.log(sig, out=rec).sum(1)).sum()
-            r = sig.add_(x).sub_(1.0)
+            out.copy_(torch.addmm(b3, g, w3.t(), beta=-1.0, alpha=-1.0, out=o16))
         else:
-            o = out.copy_(torch.addmm(b3, g, w3.t(), out=o16))
-            r = torch.sub(x, o, out=rec)
-            loss = torch.mul(r, r, out=out).sum(1).sum()
-            r.mul_(2.0)
-        torch.sub(mean, prior_mean, out=dmean)
-        sq = torch.mul(std, std, out=t)
-        kl = sq.sum().add_(torch.dot(dmean.view(-1), dmean.view(-1))).sub_(log_var.sum()).sub_(float(dmean.numel()))
-        loss.add_(kl, alpha=0.5 * w)
+            out.copy_(torch.addmm(b3, g, w3.t(), out=o16))
+        loss, r, sq = self._loss(x, out, rec, mean, log_var, std, prior_mean, dmean, t)
         # decoder backward (dL/do = -r)
         rl = r.to(lo)
         l3.weight.grad.copy_(torch.mm(rl.t(), g)).neg_()
@@ -373,9 +397,7 @@ class ManualStep:
         l2.weight.grad.copy_(torch.mm(dg.t(), zl))
         torch.sum(dg, 0, dtype=torch.float32, out=l2.bias.grad)
         dz.copy_(torch.mm(dg, w2))
-        # latent (fp32)
-        dmean.mul_(w).add_(dz)
-        torch.mul(dz, noise, out=dlog_var).mul_(std).add_(sq, alpha=w).sub_(w).mul_(0.5)
+        self._latent_gradients(dz, noise, std, sq, dmean, dlog_var)  # fp32
         # encoder backward
         dml, dvl = dmean.to(lo), dlog_var.to(lo)
         lm.weight.grad.copy_(torch.mm(dml.t(), h))
