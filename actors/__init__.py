@@ -9,7 +9,9 @@ keep this process's CPUs busy, where spinning threads would fight them for time 
 (measured in bench/bench.py --only speed; set ``OMP_WAIT_POLICY`` yourself to override).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from actors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from actors.config import GMMConfig, MMConfig, VAEConfig
@@ -35,12 +37,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'actors' has no attribute {name!r}")
+__getattr__ = lazy_names("actors", _WHERE, globals())
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 
@@ -44,3 +45,26 @@ class LazyModule(types.ModuleType):
 
     def __repr__(self) -> str:
         return f"<lazy module {self.__name__!r} ({'loaded' if self.loaded else 'not loaded'})>"
+
+
+def lazy_names(package: str, homes: dict[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """A package's PEP 562 ``__getattr__`` that imports each public name from its home module on first use.
+
+    Parameters
+    ----------
+    package : str
+        The package's name, for the error message.
+    homes : dict
+        Public name -> the module that defines it.
+    namespace : dict
+        The package's ``globals()``: a name, once imported, is kept there, so later lookups skip this.
+    """
+
+    def getattr_(name: str) -> Any:
+        if name not in homes:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(homes[name]), name)
+        namespace[name] = value
+        return value
+
+    return getattr_

@@ -8,8 +8,9 @@ run, say) does not import the whole orchestrator, scipy and the GMM with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from actors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator, RunResult
@@ -27,12 +28,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+__getattr__ = lazy_names("orchestrator", _HOME, globals())
 
 
 def __dir__() -> list[str]:
