@@ -226,24 +226,21 @@ class ManualStep:
         latent = enc.mean.weight.shape[0]
         hidden2 = dec.hidden.weight.shape[0]
 
-        def buf(*shape: int) -> torch.Tensor:
-            return torch.empty(shape, dtype=w1.dtype, device=w1.device)
+        self.low = precision == "bf16"
+        # the hidden layers' activations and gradients are the products' results: bf16 in the bf16 step
+        act = torch.bfloat16 if self.low else w1.dtype
+
+        def buf(*shape: int, dtype: torch.dtype = w1.dtype) -> torch.Tensor:
+            return torch.empty(shape, dtype=dtype, device=w1.device)
 
         b = batch_size
-        self._a1, self._dh = buf(b, hidden), buf(b, hidden)
+        self._a1, self._dh = buf(b, hidden, dtype=act), buf(b, hidden, dtype=act)
         self._mean, self._log_var, self._std, self._z = buf(b, latent), buf(b, latent), buf(b, latent), buf(b, latent)
         self._dz, self._dmean, self._dlog_var, self._t = buf(b, latent), buf(b, latent), buf(b, latent), buf(b, latent)
-        self._a2, self._dg = buf(b, hidden2), buf(b, hidden2)
+        self._a2, self._dg = buf(b, hidden2, dtype=act), buf(b, hidden2, dtype=act)
         self._out, self._rec = buf(b, input_dim), buf(b, input_dim)
-        self.low = precision == "bf16"
-        if self.low:
-            lo = torch.bfloat16
-
-            def low(*shape: int) -> torch.Tensor:
-                return torch.empty(shape, dtype=lo, device=w1.device)
-
-            self._h16, self._dh16 = low(b, hidden), low(b, hidden)
-            self._g16, self._dg16, self._o16 = low(b, hidden2), low(b, hidden2), low(b, input_dim)
+        # the bf16 step's logits land here before they are widened into ``_out``
+        self._o16 = buf(b, input_dim, dtype=torch.bfloat16) if self.low else None
         self._ensure_grads()
 
     def _ensure_grads(self) -> None:
@@ -370,7 +367,8 @@ class ManualStep:
         n = x.shape[0]
         w1, wm, wv, w2, w3 = (layer.weight.to(lo) for layer in self.layers)
         b1, bm, bv, b2, b3 = (layer.bias.to(lo) for layer in self.layers)
-        h, dh, g, dg, o16 = self._h16[:n], self._dh16[:n], self._g16[:n], self._dg16[:n], self._o16[:n]
+        assert self._o16 is not None
+        h, dh, g, dg, o16 = self._a1[:n], self._dh[:n], self._a2[:n], self._dg[:n], self._o16[:n]
         mean, log_var, std, z = self._mean[:n], self._log_var[:n], self._std[:n], self._z[:n]
         dz, dmean, dlog_var, t = self._dz[:n], self._dmean[:n], self._dlog_var[:n], self._t[:n]
         out, rec = self._out[:n], self._rec[:n]
