@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -156,15 +157,74 @@ def chain_fit(
         ``emission_log_likelihood(x, weights, prior)`` when the caller has it
         (untempered); the first iteration then reuses it.
     """
-    w = weights
-    trans = mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha)
+    return chain_fits(x, [weights], prior, alpha, n_iter, lengths, emission_weight, [log_emission])[0]
+
+
+def chain_fits(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    prior: gmm_core.NIWPrior,
+    alpha: float,
+    n_iter: int,
+    lengths: np.ndarray | None = None,
+    emission_weight: float = 1.0,
+    log_emissions: Sequence[np.ndarray | None] | None = None,
+) -> list[ChainFit]:
+    """:func:`chain_fit` from several starting memberships, bit for bit, their EM iterations side by side.
+
+    Every EM iteration runs one :func:`actors.mm_core.forward_backward_many` for
+    all fits (a search scores several candidates; ``n_iter`` is fixed, so they
+    iterate in step).
+
+    Parameters
+    ----------
+    x, prior, alpha, n_iter, lengths, emission_weight
+        Of :func:`chain_fit`.
+    weights : sequence of C numpy.ndarray, shape (N, K)
+    log_emissions : sequence of C numpy.ndarray (N, K) or None, optional
+        Each fit's ``log_emission`` of :func:`chain_fit`.
+
+    Returns
+    -------
+    list of C ChainFit
+    """
+    ws = list(weights)
+    if not ws:
+        return []
+    trans = [mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha) for w in ws]
+    given = list(log_emissions) if log_emissions is not None else [None] * len(ws)
     for it in range(n_iter + 1):
-        fb = _e_step(x, w, prior, trans, alpha, lengths, emission_weight, log_emission if it == 0 else None)
+        fbs = _e_steps(x, ws, prior, trans, alpha, lengths, emission_weight, given if it == 0 else None)
         if it == n_iter:
             break
-        w = fb.posterior
-        trans = mm_core.transition_matrix(fb.pair_counts, alpha)
-    return ChainFit(fb.log_likelihood, fb.posterior, fb.prior, trans)
+        ws = [fb.posterior for fb in fbs]
+        trans = [mm_core.transition_matrix(fb.pair_counts, alpha) for fb in fbs]
+    return [ChainFit(fb.log_likelihood, fb.posterior, fb.prior, t) for fb, t in zip(fbs, trans, strict=True)]
+
+
+def _e_steps(
+    x: np.ndarray,
+    ws: Sequence[np.ndarray],
+    prior: gmm_core.NIWPrior,
+    trans: Sequence[np.ndarray],
+    alpha: float,
+    lengths: np.ndarray | None,
+    emission_weight: float,
+    log_emissions: Sequence[np.ndarray | None] | None = None,
+) -> list[mm_core.ForwardBackward]:
+    """One E-step of :func:`chain_fits`: each fit's emissions and initial distribution fitted to its ``w`` (N, K),
+    then one forward-backward for all.
+
+    ``log_emissions``: each fit's ``emission_log_likelihood(x, w, prior)`` when the caller has it (untempered).
+    """
+    given = list(log_emissions) if log_emissions is not None else [None] * len(ws)
+    log_ems = []
+    for w, log_em in zip(ws, given, strict=True):
+        if log_em is None:
+            log_em = emission_log_likelihood(x, w, prior)
+        log_ems.append(emission_weight * log_em if emission_weight != 1.0 else log_em)
+    initials = [mm_core.initial_distribution(w, lengths, alpha) for w in ws]
+    return mm_core.forward_backward_many(np.stack(log_ems), np.stack(trans), initials, lengths=lengths)
 
 
 def _e_step(
@@ -175,17 +235,9 @@ def _e_step(
     alpha: float,
     lengths: np.ndarray | None,
     emission_weight: float,
-    log_emission: np.ndarray | None = None,
 ) -> mm_core.ForwardBackward:
-    """One E-step of :func:`chain_fit`: emissions and initial distribution fitted to ``w`` (N, K), forward-backward.
-
-    ``log_emission``: ``emission_log_likelihood(x, w, prior)`` when the caller has it (untempered).
-    """
-    log_em = emission_log_likelihood(x, w, prior) if log_emission is None else log_emission
-    if emission_weight != 1.0:
-        log_em = emission_weight * log_em
-    initial = mm_core.initial_distribution(w, lengths, alpha)
-    return mm_core.forward_backward(log_em, trans, initial, lengths=lengths)
+    """One E-step of :func:`chain_fit` (:func:`_e_steps` of one fit)."""
+    return _e_steps(x, [w], prior, [trans], alpha, lengths, emission_weight)[0]
 
 
 def chain_log_likelihood(
@@ -207,10 +259,26 @@ def chain_log_likelihood(
     alpha, lengths, emission_weight
         Of :func:`chain_fit`.
     """
-    trans = mm_core.transition_matrix(mm_core.expected_counts(weights, lengths), alpha)
-    initial = mm_core.initial_distribution(weights, lengths, alpha)
-    log_em = emission_weight * log_emission if emission_weight != 1.0 else log_emission
-    return mm_core.forward_log_likelihood(log_em, trans, initial, lengths=lengths)
+    return float(chain_log_likelihoods([weights], [log_emission], alpha, lengths, emission_weight)[0])
+
+
+def chain_log_likelihoods(
+    weights: Sequence[np.ndarray],
+    log_emissions: Sequence[np.ndarray],
+    alpha: float,
+    lengths: np.ndarray | None = None,
+    emission_weight: float = 1.0,
+) -> np.ndarray:
+    """:func:`chain_log_likelihood` of C memberships (N, K) with their emissions (N, K), bit for bit, in one pass.
+
+    Returns
+    -------
+    numpy.ndarray, shape (C,)
+    """
+    trans = [mm_core.transition_matrix(mm_core.expected_counts(w, lengths), alpha) for w in weights]
+    initials = [mm_core.initial_distribution(w, lengths, alpha) for w in weights]
+    log_em = np.stack([emission_weight * e if emission_weight != 1.0 else e for e in log_emissions])
+    return mm_core.forward_log_likelihood_many(log_em, np.stack(trans), initials, lengths=lengths)
 
 
 def extend_fit(
@@ -362,21 +430,28 @@ def search(
         if stretch_candidates > 0:
             proposals += stretch_proposals(x, labels, base.transitions, rng, stretch_candidates, lengths)
         if 0 < n_scored < len(proposals) and screen_iterations < em_iterations:
-            screened = [
-                chain_log_likelihood(eye[m.labels], emissions(m.labels), alpha, lengths, emission_weight)
-                if screen_iterations == 0
-                else chain_fit(
-                    x, eye[m.labels], prior, alpha, screen_iterations, lengths, emission_weight, emissions(m.labels)
-                ).log_likelihood
-                for m in proposals
-            ]
-            keep = np.argsort(-np.asarray(screened), kind="stable")[:n_scored]
+            starts = [eye[m.labels] for m in proposals]
+            start_emissions = [emissions(m.labels) for m in proposals]
+            if screen_iterations == 0:
+                screened = chain_log_likelihoods(starts, start_emissions, alpha, lengths, emission_weight)
+            else:
+                fits = chain_fits(x, starts, prior, alpha, screen_iterations, lengths, emission_weight, start_emissions)
+                screened = np.array([f.log_likelihood for f in fits])
+            keep = np.argsort(-screened, kind="stable")[:n_scored]
             proposals = [proposals[i] for i in keep]
-        fitted: list[tuple[float, Move, ChainFit]] = []
-        for move in proposals:
-            start = emissions(move.labels)
-            fit = chain_fit(x, eye[move.labels], prior, alpha, em_iterations, lengths, emission_weight, start)
-            fitted.append((fit.log_likelihood - base.log_likelihood, move, fit))
+        fits = chain_fits(
+            x,
+            [eye[m.labels] for m in proposals],
+            prior,
+            alpha,
+            em_iterations,
+            lengths,
+            emission_weight,
+            [emissions(m.labels) for m in proposals],
+        )
+        fitted = [
+            (fit.log_likelihood - base.log_likelihood, move, fit) for move, fit in zip(proposals, fits, strict=True)
+        ]
         top = max(fitted, key=lambda c: c[0]) if fitted else None  # the first of equals
         if top is not None and top[0] >= min_gain:
             best = top
@@ -429,9 +504,9 @@ def _best_slow_move(
     """The :func:`slow_moves.best_move` of :func:`search` (see ``slow_candidates``), with the chain fitted from it."""
     eye = np.eye(n_classes)
 
-    def refine(proposed: np.ndarray) -> np.ndarray:
-        fit = chain_fit(x, eye[proposed], prior, alpha, em_iterations, lengths, emission_weight)
-        return np.argmax(fit.posterior, axis=1)
+    def refine(proposed: list[np.ndarray]) -> list[np.ndarray]:
+        fits = chain_fits(x, [eye[p] for p in proposed], prior, alpha, em_iterations, lengths, emission_weight)
+        return [np.argmax(fit.posterior, axis=1) for fit in fits]
 
     # the base labels' refinement is the argmax of their fit, which search has made already (the same bits)
     settled = np.argmax(base.posterior, axis=1)

@@ -1,8 +1,10 @@
 """Serket's text files for people: one writer for learning's checkpoints and recognition's outputs.
 
 Each value goes to the file Serket names it by (``class_learn.txt``,
-``Pdz_recog.txt``, ...), written with ``numpy.savetxt``.  They are exports:
-nothing ever reads them back as state.
+``Pdz_recog.txt``, ...), byte for byte as ``numpy.savetxt`` writes them (one
+``%`` formatting of the whole array instead of one per row: several times faster
+on the (N, K) and (N, d) files every round writes).  They are exports: nothing
+ever reads them back as state.
 """
 
 from __future__ import annotations
@@ -47,4 +49,28 @@ def export_text(directory: Path, mode: str, **values: Any) -> None:
         if value is None:
             continue
         name, fmt = SERKET_FILES[key]
-        np.savetxt(Path(directory) / name.format(mode=mode), np.atleast_1d(value), fmt=fmt)
+        write_text(Path(directory) / name.format(mode=mode), np.atleast_1d(value), fmt)
+
+
+def write_text(path: Path, values: np.ndarray, fmt: str) -> None:
+    """``numpy.savetxt(path, values, fmt=fmt)``'s bytes for a 1-D (one value a line) or 2-D real array.
+
+    Parameters
+    ----------
+    path : Path
+    values : numpy.ndarray, shape (N,) or (N, M)
+    fmt : str
+        One ``%`` format for every value; a row's values are joined by a space.
+
+    Raises
+    ------
+    ValueError
+        ``values`` is neither 1-D nor 2-D.
+    """
+    if values.ndim not in (1, 2):
+        raise ValueError(f"values should be a 1-D or 2-D array, got shape {values.shape}")
+    rows = values.reshape(len(values), 1) if values.ndim == 1 else values
+    line = " ".join([fmt] * rows.shape[1]) + "\n"
+    text = (line * rows.shape[0]) % tuple(rows.ravel().tolist()) if rows.size else ""
+    with open(path, "wb") as fh:
+        fh.write(text.encode("latin1"))

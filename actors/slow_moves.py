@@ -273,7 +273,7 @@ def best_move(
     n_best: int,
     min_gain: float,
     cache: dict[bytes, np.ndarray] | None = None,
-    refine: Callable[[np.ndarray], np.ndarray] | None = None,
+    refine: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
     settled: np.ndarray | None = None,
 ) -> tuple[float, Move] | None:
     """The best of :func:`slow_proposals` by :func:`mixture_chain_score`, or None when none gains.
@@ -281,23 +281,26 @@ def best_move(
     A move is kept when the chain with two-Gaussian classes gains ``min_gain``
     nats and so does what the sequence explains (the chain's log-likelihood
     less that of the same classes drawn independently): on points without
-    sequence structure no move is then taken.  With ``refine`` (labels ->
-    labels, e.g. the argmax of a chain fitted from them) the current labels
-    and every proposal's are refined before they are scored, so that a split
-    is judged once its stray points have settled; ``settled``, when given, is
-    ``refine(labels)`` already computed.
+    sequence structure no move is then taken.  With ``refine`` (a list of
+    labels -> their refined labels, each e.g. the argmax of a chain fitted from
+    them; given all proposals at once, so that it can fit them side by side)
+    the current labels and every proposal's are refined before they are
+    scored, so that a split is judged once its stray points have settled;
+    ``settled``, when given, is ``refine([labels])[0]`` already computed.
 
     Returns
     -------
     (gain, move) or None
     """
     if settled is None:
-        settled = labels if refine is None else refine(labels)
+        settled = labels if refine is None else refine([labels])[0]
     base_chain, base_iid = mixture_chain_score(x, settled, n_classes, prior, alpha, lengths, cache)
     best: tuple[float, Move] | None = None
-    for move in slow_proposals(x, labels, transitions, n_best, lengths):
-        if refine is not None:
-            move = Move(move.name, refine(move.labels), move.score)
+    moves = slow_proposals(x, labels, transitions, n_best, lengths)
+    if refine is not None and moves:
+        refined = refine([m.labels for m in moves])
+        moves = [Move(m.name, r, m.score) for m, r in zip(moves, refined, strict=True)]
+    for move in moves:
         chain, iid = mixture_chain_score(x, move.labels, n_classes, prior, alpha, lengths, cache)
         gain, explained = chain - base_chain, (chain - iid) - (base_chain - base_iid)
         log.debug("%s: %+.1f nats, sequence %+.1f", move.name, gain, explained)

@@ -341,7 +341,7 @@ def atomic_directory(final: RunPath) -> Iterator[Path]:
 def _named_under(final: RunPath, tmp: Path, guess: bool = True) -> Iterator[None]:
     """An ``OSError`` in the block becomes a :class:`StorageError` naming its file by its name below ``final``.
 
-    An error naming no file names ``tmp``'s newest file when ``guess`` (``np.savetxt``'s
+    An error naming no file names ``tmp``'s newest file when ``guess`` (a text export's
     write errors name none), else ``final``; one naming a file outside ``tmp`` keeps that name.
     """
     try:

@@ -43,7 +43,7 @@ class CheckpointWriter:
         False runs each job at once in the caller's thread (its error raised by
         :meth:`submit`): for workers that compute in this process (the local
         backend), where a writer thread would only compete with them for the
-        interpreter lock (``np.savetxt`` formats in Python).
+        interpreter lock (the text exports format in Python).
     """
 
     def __init__(self, background: bool = True) -> None:

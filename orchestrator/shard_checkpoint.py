@@ -93,7 +93,7 @@ def gather_text(parts: list[RunPath], name: str, target: Path) -> None:
     """Concatenate the parts' text file ``name`` into the local file ``target``, streaming (never the whole
     file in memory; a remote part is read through its file system).
 
-    ``numpy.savetxt`` writes one line per row, so the concatenation of the
+    The text exports (``numpy.savetxt``'s bytes) have one line per row, so the concatenation of the
     shards' files is byte for byte the file of the whole array.
     """
     with open(target, "wb") as sink:

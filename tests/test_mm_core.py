@@ -155,3 +155,26 @@ def test_sequence_evidence_separates_order_from_none() -> None:
     assert mm_core.sequence_evidence(rng.permutation(noisy), 10) < 0.0
     singles = np.ones(3000, dtype=np.int64)
     assert mm_core.sequence_evidence(cycle, 10, singles) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_many_chains_at_once_give_each_chains_own_pass_bit_for_bit(with_lengths: bool) -> None:
+    """forward_backward_many / forward_log_likelihood_many over C chains equal C single passes exactly."""
+    rng = np.random.default_rng(7)
+    n, k, c = 1234, 6, 4
+    log_em = rng.normal(size=(c, n, k)) * rng.uniform(1, 40, size=(c, 1, 1))
+    trans = rng.dirichlet(np.ones(k), size=(c, k)) + 0.01
+    trans /= trans.sum(axis=2, keepdims=True)
+    lengths = np.array([1, 300, 2, 500, 431]) if with_lengths else None
+    initial = [None, rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k)), None]
+    many = mm_core.forward_backward_many(log_em, trans, initial, lengths=lengths)
+    forward = mm_core.forward_log_likelihood_many(log_em, trans, initial, lengths=lengths)
+    for i in range(c):
+        one = mm_core.forward_backward(log_em[i], trans[i], initial[i], lengths=lengths)
+        for field in ("prior", "posterior", "pair_counts"):
+            assert np.array_equal(getattr(many[i], field), getattr(one, field)), field
+        assert many[i].log_likelihood == one.log_likelihood == forward[i]
+    # and each is right, not only consistent: against the plain log-space recursion
+    ref = mm_core.forward_backward_reference(log_em[1], trans[1], initial[1], lengths=lengths)
+    np.testing.assert_allclose(many[1].posterior, ref.posterior, atol=1e-9)
+    assert many[1].log_likelihood == pytest.approx(ref.log_likelihood, rel=1e-12)

@@ -176,3 +176,24 @@ def test_slow_moves_take_nothing_without_sequence_structure() -> None:
         x[order], by_style[order], 3, prior, np.random.default_rng(0), max_moves=4, slow_candidates=3
     )
     assert not any("slow direction" in m for m in found.moves)
+
+
+def test_chain_fits_side_by_side_equal_separate_chain_fits() -> None:
+    """chain_fits (one forward-backward per EM iteration for all starts) gives each chain_fit's bits."""
+    rng = np.random.default_rng(5)
+    x, y = _cycle(rng, n=600)
+    prior = gmm_core.mixture_prior(x, 1.0, 0.8, 30.0, "data")
+    eye = np.eye(5)
+    starts = [eye[y], eye[_planted(y, rng)], eye[rng.integers(0, 5, size=600)]]
+    lengths = np.array([200, 150, 250])
+    given = [sequence_core.emission_log_likelihood(x, starts[0], prior), None, None]
+    fits = sequence_core.chain_fits(x, starts, prior, 0.1, 3, lengths, 0.7, given)
+    for w, e, fit in zip(starts, given, fits, strict=True):
+        one = sequence_core.chain_fit(x, w, prior, 0.1, 3, lengths, 0.7, e)
+        assert fit.log_likelihood == one.log_likelihood
+        assert np.array_equal(fit.posterior, one.posterior) and np.array_equal(fit.transitions, one.transitions)
+    assert accuracy(y, np.argmax(fits[0].posterior, axis=1)) > 0.95
+    logs = sequence_core.chain_log_likelihoods(
+        starts[:1], [sequence_core.emission_log_likelihood(x, starts[0], prior)], 0.1, lengths, 0.7
+    )
+    assert logs[0] == sequence_core.chain_fit(x, starts[0], prior, 0.1, 0, lengths, 0.7).log_likelihood

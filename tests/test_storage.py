@@ -12,10 +12,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 from cli_runs import command, env, small_data, snapshot
 
+from actors import serket_text
 from orchestrator import checkpoint
 from orchestrator.cli import main
 
@@ -68,21 +68,21 @@ class Fail:
         return self.real(*args, **kwargs)
 
 
-def _half_savetxt(fname, x, *a, **k) -> None:
-    np.savetxt(fname, x, *a, **k)
+def _half_text(fname, x, *a, **k) -> None:
+    serket_text.write_text(fname, x, *a, **k)
     data = Path(fname).read_bytes()
     Path(fname).write_bytes(data[: len(data) // 2])
 
 
 def _sites():
-    savetxt = np.savetxt
+    write_text = serket_text.write_text
     return {
         # Arrow files: the n-th table (4 per VAE update, 4 per GMM, 3 per MM), an empty file left by the failure
         "arrow-1": lambda c: ("new_file", checkpoint.ipc, Fail(checkpoint.ipc.new_file, 1, c)),
         "arrow-17": lambda c: ("new_file", checkpoint.ipc, Fail(checkpoint.ipc.new_file, 17, c)),
-        # text exports (np.savetxt in VAE/GMM/MM.export), half written: z_learn.txt of round 1 is the 2nd
-        "savetxt-2": lambda c: ("savetxt", np, Fail(savetxt, 2, c, partial=_half_savetxt)),
-        "savetxt-13": lambda c: ("savetxt", np, Fail(savetxt, 13, c, partial=_half_savetxt)),
+        # text exports (serket_text.write_text in VAE/GMM/MM.export), half written: z_learn.txt of round 1 is the 2nd
+        "text-2": lambda c: ("write_text", serket_text, Fail(write_text, 2, c, partial=_half_text)),
+        "text-13": lambda c: ("write_text", serket_text, Fail(write_text, 13, c, partial=_half_text)),
         # fsync (a full disk often shows only here): Arrow files, weights.pt, text files, the directory
         "fsync-6": lambda c: ("fsync", os, Fail(os.fsync, 6, c)),
         "fsync-40": lambda c: ("fsync", os, Fail(os.fsync, 40, c)),
@@ -102,7 +102,7 @@ def _sites():
     }
 
 
-CASES = [(site, errno.ENOSPC) for site in _sites()] + [("savetxt-2", errno.EROFS), ("arrow-17", errno.EDQUOT)]
+CASES = [(site, errno.ENOSPC) for site in _sites()] + [("text-2", errno.EROFS), ("arrow-17", errno.EDQUOT)]
 
 
 @pytest.mark.parametrize("site,code", CASES, ids=[f"{s}-{errno.errorcode[c]}" for s, c in CASES])

@@ -9,7 +9,7 @@ from scipy.stats import multivariate_normal
 from actors.config import GMMConfig, MMConfig, VAEConfig
 from actors.gmm import GMMWorker
 from actors.mm import MMWorker
-from actors.serket_text import SERKET_FILES, export_text
+from actors.serket_text import SERKET_FILES, export_text, write_text
 from messages import Latents, ObservationData
 from messages.errors import ConfigError, DataError
 
@@ -99,3 +99,22 @@ def test_export_text_writes_serkets_file_names(tmp_path) -> None:
     assert SERKET_FILES["transitions"][0].format(mode="learn") == "trans_prob_learn.txt"
     with pytest.raises(KeyError):
         export_text(tmp_path, "learn", classe=np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "values,fmt",
+    [
+        (np.random.default_rng(0).normal(size=(300, 10)), "%.18e"),
+        (np.random.default_rng(1).normal(size=(50, 18)).astype(np.float32), "%.18e"),
+        (np.random.default_rng(2).integers(0, 10, size=77), "%d"),
+        (np.array([np.nan, np.inf, -0.0, 1e-310, 0.9957]), "%.18e"),
+        (np.ones((4, 1)), "%.18e"),
+        (np.zeros((0, 3)), "%.18e"),
+    ],
+)
+def test_write_text_gives_numpy_savetxts_bytes(tmp_path, values: np.ndarray, fmt: str) -> None:
+    np.savetxt(tmp_path / "numpy.txt", values, fmt=fmt)
+    write_text(tmp_path / "ours.txt", values, fmt)
+    assert (tmp_path / "ours.txt").read_bytes() == (tmp_path / "numpy.txt").read_bytes()
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        write_text(tmp_path / "bad.txt", np.zeros((2, 2, 2)), fmt)
