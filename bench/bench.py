@@ -36,6 +36,8 @@ START_ENV = dict(os.environ)
 
 import chains  # noqa: E402
 
+from orchestrator.cli_parser import parse_seeds  # noqa: E402
+
 ORIGINAL = {
     "accuracy (VAE+GMM+MM)": 0.674,
     "accuracy (VAE+GMM)": 0.705,
@@ -568,7 +570,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="accuracy,speed,scaling")
-    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--seeds", default="0-4", type=parse_seeds, help="seeds: ranges and lists, e.g. 0-4 or 0,2,5-6")
     parser.add_argument("--variants", default="full,no-mm,serket-message")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=200)
@@ -615,8 +617,6 @@ def main() -> None:
         "--rerun", action="store_true", help="chains: rerun the per-seed VAE+GMM run even if its outputs exist"
     )
     args = parser.parse_args()
-    lo, _, hi = args.seeds.partition("-")
-    args.seeds = list(range(int(lo), int(hi or lo) + 1))
     args.variants = args.variants.split(",")
     args.kinds = args.kinds.split(",")
     args.chain_variants = args.chain_variants.split(",")

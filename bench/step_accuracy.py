@@ -21,11 +21,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench import build, load_mnist  # noqa: E402
+from orchestrator.cli_parser import parse_seeds  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0-2")
+    parser.add_argument("--seeds", default="0-2", type=parse_seeds, help="seeds: ranges and lists, e.g. 0-2 or 0,3")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
@@ -34,10 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     from orchestrator import Orchestrator
 
-    lo, _, hi = args.seeds.partition("-")
     images, labels = load_mnist()
     got: dict[str, list[float]] = {}
-    for seed in range(int(lo), int(hi or lo) + 1):
+    for seed in args.seeds:
         for step in args.steps.split(","):
             modules = build(images, labels, "full", args.epochs, "fp32")
             vae = next(m for m in modules if m.kind == "vae")
